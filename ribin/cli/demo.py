@@ -6,6 +6,8 @@ import click
 
 from ribin.cli._common import user_errors
 
+_COLUMNS = ("file", "firearm", "batch", "modality", "caliber")
+
 
 @click.command()
 @click.option(
@@ -21,5 +23,10 @@ def demo(out: str) -> None:
     from ribin.synthetic import locate_or_generate
 
     manifest = locate_or_generate(out)
-    for row in manifest:
-        click.echo(f"{row['file']}\t{row['firearm']}\t{row['modality']}\t{row['caliber']}")
+    rows = [[str(row[key]) for key in _COLUMNS] for row in manifest]
+    widths = [max(len(name), *(len(r[i]) for r in rows)) for i, name in enumerate(_COLUMNS)]
+    click.echo("  ".join(name.ljust(w) for name, w in zip(_COLUMNS, widths, strict=True)))
+    for r in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    firearms = len({row["firearm"] for row in manifest})
+    click.echo(f"{len(manifest)} files, {firearms} firearms")
