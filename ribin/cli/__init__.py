@@ -15,8 +15,10 @@ def main() -> None:
 
 def _register() -> None:
     from ribin.cli.demo import demo
+    from ribin.cli.store import store
 
     main.add_command(demo)
+    main.add_command(store)
 
 
 _register()

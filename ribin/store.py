@@ -1,0 +1,1364 @@
+"""The signature store: immutable HDF5 segments listed by an atomically replaced manifest.
+
+A store is a directory (layout in ``docs/formats.md``)::
+
+    STORE/manifest.json          canonical JSON: format, sequence, live segments, tombstones,
+                                 audit log; replaced whole with os.replace, never edited
+    STORE/segments/seg-<sequence>-<random>.h5   immutable segment files (plain HDF5)
+    STORE/.lock                  writers' exclusive lock (readers never take it)
+
+Every write (``add``/``add_many``, ``remove``, ``compact``) holds the writer lock, re-reads
+the manifest, writes at most one new segment (under a temporary name, fsynced, renamed), then
+replaces the manifest (temporary file, fsync, ``os.replace``, fsync of the directory). The
+manifest replace is the commit point: a crash before it leaves the previous state plus
+orphan files that readers ignore and the next writer deletes; a crash after it leaves the new
+state. Readers take no lock: they read whichever manifest is current when they open (or
+:meth:`SignatureStore.refresh`) and see that state whole. A segment removed by ``compact``
+while a reader still lists it makes the reader re-read the manifest and carry on.
+
+A single segment file (``.h5``) also opens, read-only, as a store of its own.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import getpass
+import json
+import os
+import re
+import secrets
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import h5py
+import numpy as np
+
+from ribin import __version__, prefilter
+from ribin.errors import InputError, StoreError
+from ribin.exhibit import Exhibit, canonical_json
+from ribin.store_format import (
+    FORMAT,
+    FORMAT_VERSION,
+    ExhibitMetadata,
+    ExhibitRecord,
+    SegmentIndex,
+    SegmentRecord,
+    SegmentWriter,
+    check_exhibit_id,
+    check_format,
+    exhibit_content_id,
+    file_sha256,
+    is_hex64,
+    iter_exhibit_names,
+    loose_json,
+    open_segment,
+    read_exhibit,
+    read_segment_features,
+    read_segment_index,
+    recompute_ids,
+    utc_now,
+)
+
+MANIFEST = "manifest.json"
+SEGMENTS = "segments"
+LOCK = ".lock"
+CREATED_BY = f"ribin {__version__}"
+_SEGMENT_NAME = re.compile(r"seg-\d{8}-[0-9a-f]{8}\.h5")
+_OPEN_HANDLES = 32
+Mode = Literal["r", "a", "x"]
+
+# Test hook: called with the name of each step of a write, so a test can kill the writer
+# exactly there. None in normal use.
+_checkpoint: Callable[[str], None] | None = None
+
+
+def _step(name: str) -> None:
+    if _checkpoint is not None:
+        _checkpoint(name)
+
+
+class ExhibitConflictError(StoreError):
+    """An exhibit clashes with one already stored (same exhibit_id or signature, other content)."""
+
+
+class ExhibitNotFoundError(StoreError, KeyError):
+    """No live exhibit has this exhibit_id."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the writer lock for longer than the timeout."""
+
+
+class _SegmentGone(Exception):
+    """A listed segment vanished (a compaction ran); the reader refreshes and retries."""
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class StoredExhibit:
+    """An exhibit read from the store, with its metadata and where it lives.
+
+    Attributes
+    ----------
+    exhibit : Exhibit
+        Signatures and provenance, as ingested.
+    metadata : ExhibitMetadata
+        Country, site, caliber, role, case_ref, acquired_at, sharing.
+    content_id : str
+        Exhibit content ID (see :func:`ribin.store_format.exhibit_content_id`).
+    segment : str
+        File name of the segment holding it.
+    stored_at : str
+        UTC time of the ingest (ISO 8601).
+    """
+
+    exhibit: Exhibit
+    metadata: ExhibitMetadata
+    content_id: str
+    segment: str
+    stored_at: str
+
+    @property
+    def exhibit_id(self) -> str:
+        return self.exhibit.exhibit_id
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """Outcome of adding one exhibit: ``added`` is False when it was already stored."""
+
+    exhibit_id: str
+    content_id: str
+    added: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which stored exhibits a requesting country may see.
+
+    Attributes
+    ----------
+    requester : str
+        Country code of the searching site; its own exhibits are always visible.
+    countries : frozenset of str or None
+        Owning countries to include; None means every country.
+    partners : frozenset of str
+        Countries sharing a cluster with the requester: their ``cluster`` exhibits are
+        visible. ``network`` exhibits are visible to all; ``local`` ones only at home.
+
+    The search module builds scopes (``country``, ``cluster:<name>``, ``network``) from a
+    network file; the store only applies them.
+    """
+
+    requester: str
+    countries: frozenset[str] | None = None
+    partners: frozenset[str] = frozenset()
+
+    def mask(self, country: np.ndarray, sharing: np.ndarray) -> np.ndarray:
+        """Boolean mask of the visible rows, given owner countries and sharing levels."""
+        country = np.asarray(country, dtype=object)
+        sharing = np.asarray(sharing, dtype=object)
+        own = country == self.requester
+        partner = np.isin(country, list(self.partners)) if self.partners else np.zeros_like(own)
+        visible = own | (sharing == "network") | ((sharing == "cluster") & partner)
+        if self.countries is not None:
+            visible &= np.isin(country, list(self.countries))
+        return np.asarray(visible, dtype=bool)
+
+    @classmethod
+    def from_network(cls, network: Any, scope: str | Iterable[str], searcher: str) -> Scope:
+        """The scope ``scope`` (``country``, ``cluster:NAME``, ``network``, codes) of a
+        :class:`ribin.network.Network`, for a search by country ``searcher``."""
+        partners = frozenset(
+            code
+            for code in network.countries
+            if code != searcher and network.visible(code, "cluster", searcher)
+        )
+        return cls(searcher, frozenset(network.scope_countries(scope, searcher)), partners)
+
+    def allows(self, country: str, sharing: str) -> bool:
+        return bool(self.mask(np.array([country]), np.array([sharing]))[0])
+
+
+@dataclass(frozen=True)
+class SegmentRef:
+    """A live segment: its path, manifest checksum and the exhibits tombstoned in it."""
+
+    name: str
+    path: Path
+    sha256: str
+    removed: frozenset[str]  # content IDs to skip
+
+
+@dataclass
+class FeatureTable:
+    """Prefilter features of live signatures, one row each, in store order.
+
+    ``features`` is float32, shape (n, F); the other fields are arrays of shape (n,).
+    """
+
+    features: np.ndarray
+    signature_id: np.ndarray
+    content_id: np.ndarray
+    exhibit_id: np.ndarray
+    kind: np.ndarray
+    modality: np.ndarray
+    pixel_size_um: np.ndarray
+    country: np.ndarray
+    sharing: np.ndarray
+    segment: np.ndarray
+    feature_version: int = prefilter.FEATURE_VERSION
+
+    def __len__(self) -> int:
+        return len(self.signature_id)
+
+
+@dataclass
+class StoreInfo:
+    """Counts and sizes of a store (what ``ribin store info`` prints)."""
+
+    path: str
+    format_version: int
+    created_by: str
+    sequence: int
+    segments: int
+    exhibits: int
+    signatures: int
+    removed: int
+    bytes: int
+    by_country: dict[str, int]
+    by_region: dict[str, int]
+    by_modality: dict[str, int]
+    by_caliber: dict[str, int]
+    by_sharing: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class VerifyReport:
+    """Outcome of :meth:`SignatureStore.verify`; ``problems`` lists every mismatch."""
+
+    path: str
+    segments: int = 0
+    exhibits: int = 0
+    signatures: int = 0
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _fsync_dir(path: Path) -> None:
+    if os.name != "posix":  # Windows cannot open directories; NTFS journals renames
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _WriterLock:
+    """Exclusive, non-reentrant lock on ``STORE/.lock`` (flock / msvcrt), freed on exit or death."""
+
+    def __init__(self, path: Path, timeout: float):
+        self.path = path
+        self.timeout = timeout
+        self.fd: int | None = None
+
+    def __enter__(self) -> _WriterLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                _lock_fd(fd)
+                break
+            except OSError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise StoreLockedError(
+                        f"{self.path.parent}: another process is writing to the store "
+                        f"(waited {self.timeout:g} s for {LOCK})"
+                    ) from None
+                time.sleep(0.01)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            try:
+                _unlock_fd(fd)
+            finally:
+                os.close(fd)
+
+
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+
+    def _lock_fd(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+
+    def _unlock_fd(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock_fd(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def _unlock_fd(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _audit(action: str, sequence: int, **details: Any) -> dict[str, Any]:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name in some containers
+        user = "unknown"
+    return {
+        "action": action,
+        "sequence": sequence,
+        "time": utc_now(),
+        "user": user,
+        "host": socket.gethostname(),
+        "software": CREATED_BY,
+        **details,
+    }
+
+
+def _check_manifest(manifest: Any, name: str) -> dict[str, Any]:
+    if not isinstance(manifest, dict):
+        raise StoreError(f"{name}: not a JSON object")
+    check_format(manifest, name)
+    for key, kind in (("sequence", int), ("segments", list), ("tombstones", list)):
+        if not isinstance(manifest.get(key), kind):
+            raise StoreError(f"{name}: missing or bad {key!r}")
+    for entry in manifest["segments"]:
+        if not isinstance(entry, dict) or not _SEGMENT_NAME.fullmatch(str(entry.get("name"))):
+            raise StoreError(f"{name}: bad segment entry {str(entry)[:80]}")
+        if not is_hex64(str(entry.get("sha256"))):
+            raise StoreError(f"{name}: segment {entry['name']} has no valid sha256")
+    for entry in manifest["tombstones"]:
+        if not isinstance(entry, dict) or not {"segment", "content_id"} <= set(entry):
+            raise StoreError(f"{name}: bad tombstone entry {str(entry)[:80]}")
+    manifest.setdefault("audit", [])
+    return manifest
+
+
+# ----------------------------------------------------------------------------- the store
+
+
+@dataclass
+class _Live:
+    """Maps from keys to (segment name, row) over the live (not tombstoned) exhibits."""
+
+    by_exhibit_id: dict[str, tuple[str, int]]
+    by_content_id: dict[str, tuple[str, int]]
+    by_signature_id: dict[str, tuple[str, int]]
+    live_rows: dict[str, np.ndarray]  # segment -> bool mask over its exhibit rows
+    duplicates: list[str]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    exhibit: Exhibit
+    metadata: ExhibitMetadata
+    content_id: str
+    signature_ids: dict[str, str]
+    features: dict[str, np.ndarray]
+
+
+class SignatureStore:
+    """A signature store on disk; open with :meth:`open`, use as a context manager.
+
+    An object shows the state committed when it was opened or last refreshed (a write
+    refreshes first). Processes may share a store freely (see the module notes); within a
+    process, give each thread its own object.
+
+    Examples
+    --------
+    >>> with SignatureStore.open("lab.ribin", "a") as store:  # doctest: +SKIP
+    ...     store.add(exhibit, {"country": "JM", "caliber": "9mm Luger"})
+    ...     stored = store.get("JM-2024-0042")
+    """
+
+    def __init__(self, path: Path, mode: Mode, single_file: bool, lock_timeout: float):
+        self.path = path
+        self.mode = mode
+        self.single_file = single_file
+        self.lock_timeout = lock_timeout
+        self._manifest: dict[str, Any] = {}
+        self._indices: dict[str, SegmentIndex] = {}
+        self._handles: collections.OrderedDict[str, h5py.File] = collections.OrderedDict()
+        self._live: _Live | None = None
+        self._closed = False
+
+    # -- opening ----------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike, mode: Mode = "r", *, lock_timeout: float = 60.0
+    ) -> SignatureStore:
+        """Open a store.
+
+        Parameters
+        ----------
+        path : path-like
+            Store directory, or a single segment ``.h5`` file (read-only).
+        mode : {"r", "a", "x"}
+            ``"r"`` read only; ``"a"`` read and write, creating the store if missing;
+            ``"x"`` create a new store, failing if one exists. No mode truncates a store.
+        lock_timeout : float
+            Seconds a write waits for another writer before :class:`StoreLockedError`.
+
+        Raises
+        ------
+        StoreError
+            Not a store, damaged manifest or segment (one-line message naming the file).
+        FormatVersionError
+            Written by a newer store format.
+        """
+        if mode not in ("r", "a", "x"):
+            raise ValueError(f"mode must be 'r', 'a' or 'x', not {mode!r}")
+        path = Path(path)
+        if path.is_file():
+            if mode != "r":
+                raise StoreError(f"{path}: a single-file store opens read-only (mode 'r')")
+            store = cls(path, mode, True, lock_timeout)
+            store._open_single()
+            return store
+        store = cls(path, mode, False, lock_timeout)
+        if mode == "r":
+            if not path.is_dir():
+                raise StoreError(f"{path}: no such store")
+            store.refresh()
+        else:
+            store._create_or_open(exclusive=mode == "x")
+        return store
+
+    def _open_single(self) -> None:
+        name = self.path.name
+        f = open_segment(self.path)
+        self._handles[name] = f
+        try:
+            self._indices[name] = read_segment_index(f, name)
+        except Exception:
+            self.close()
+            raise
+        self._manifest = {
+            "format": FORMAT,
+            "format_version": int(f.attrs["format_version"]),
+            "created_by": str(f.attrs["created_by"]),
+            "sequence": self._indices[name].sequence,
+            "segments": [{"name": name, "sha256": "", "bytes": self.path.stat().st_size}],
+            "tombstones": [],
+            "audit": [],
+        }
+
+    def _create_or_open(self, exclusive: bool) -> None:
+        path = self.path
+        if path.exists() and not path.is_dir():
+            raise StoreError(f"{path}: exists and is not a store directory")
+        if not exclusive and (path / MANIFEST).exists():
+            self.refresh()  # opening takes no lock; each write does
+            return
+        if path.is_dir() and not (path / MANIFEST).exists():
+            stray = [  # a creation interrupted before its first commit leaves only these
+                p.name
+                for p in path.iterdir()
+                if p.name not in (LOCK, SEGMENTS) and not p.name.startswith(".manifest-")
+            ]
+            if stray:
+                raise StoreError(f"{path}: directory is not empty and has no {MANIFEST}")
+        path.mkdir(parents=True, exist_ok=True)
+        with _WriterLock(path / LOCK, self.lock_timeout):
+            if (path / MANIFEST).exists():
+                if exclusive:
+                    raise StoreError(f"{path}: a store already exists here")
+                self.refresh()
+                return
+            (path / SEGMENTS).mkdir(exist_ok=True)
+            _fsync_dir(path)
+            manifest = {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "created_by": CREATED_BY,
+                "written_by": CREATED_BY,
+                "created_at": utc_now(),
+                "store_id": secrets.token_hex(16),
+                "sequence": 0,
+                "segments": [],
+                "tombstones": [],
+                "audit": [_audit("create", 0)],
+            }
+            self._commit(manifest)
+
+    def refresh(self) -> None:
+        """Re-read the manifest: see the writes committed since this store was opened."""
+        if self.single_file:
+            return
+        name = f"{self.path.name}/{MANIFEST}"
+        try:
+            text = (self.path / MANIFEST).read_bytes()
+        except FileNotFoundError:
+            raise StoreError(f"{self.path}: no {MANIFEST} (not a RIBIN store)") from None
+        try:
+            manifest = json.loads(text)
+        except ValueError:
+            raise StoreError(f"{name}: not valid JSON (damaged manifest)") from None
+        manifest = _check_manifest(manifest, name)
+        if self._same_state(manifest):
+            return  # nothing committed since: keep the live view
+        self._set_manifest(manifest)
+
+    def _same_state(self, manifest: dict[str, Any]) -> bool:
+        # every commit bumps the sequence under the lock, so equal sequence = equal manifest
+        return bool(self._manifest) and (manifest["sequence"], manifest.get("store_id")) == (
+            self._manifest["sequence"],
+            self._manifest.get("store_id"),
+        )
+
+    def _set_manifest(self, manifest: dict[str, Any], live: _Live | None = None) -> None:
+        self._manifest = manifest
+        self._live = live
+        listed = {s["name"] for s in manifest["segments"]}
+        for name in list(self._handles):
+            if name not in listed:
+                self._handles.pop(name).close()
+        for name in list(self._indices):
+            if name not in listed:
+                del self._indices[name]
+
+    def close(self) -> None:
+        """Close open segment files (the store holds no lock between writes)."""
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
+        self._closed = True
+
+    def __enter__(self) -> SignatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SignatureStore({str(self.path)!r}, mode={self.mode!r})"
+
+    # -- segments ---------------------------------------------------------------------
+
+    def _segment_path(self, name: str) -> Path:
+        return self.path if self.single_file else self.path / SEGMENTS / name
+
+    def _handle(self, name: str) -> h5py.File:
+        handle = self._handles.get(name)
+        if handle is not None:
+            self._handles.move_to_end(name)
+            return handle
+        try:
+            handle = open_segment(self._segment_path(name))
+        except FileNotFoundError:
+            raise _SegmentGone(name) from None
+        self._handles[name] = handle
+        while len(self._handles) > _OPEN_HANDLES:
+            self._handles.popitem(last=False)[1].close()
+        return handle
+
+    def _index(self, name: str) -> SegmentIndex:
+        index = self._indices.get(name)
+        if index is None:
+            index = read_segment_index(self._handle(name), name)
+            self._indices[name] = index
+        return index
+
+    def _retrying(self, action: Callable[[], Any]) -> Any:
+        """Run ``action``; if a listed segment vanished, re-read the manifest and retry."""
+        for _ in range(10):
+            try:
+                return action()
+            except _SegmentGone as gone:
+                missing = gone.args[0]
+                self.refresh()
+                if any(s["name"] == missing for s in self._manifest["segments"]):
+                    raise StoreError(
+                        f"{self.path.name}/{SEGMENTS}/{missing}: listed in {MANIFEST} but missing"
+                    ) from None
+        raise StoreError(f"{self.path}: the store kept changing while being read")
+
+    def segments(self) -> list[SegmentRef]:
+        """Live segments with the content IDs tombstoned in each (for search workers)."""
+        removed: dict[str, set[str]] = collections.defaultdict(set)
+        for stone in self._manifest["tombstones"]:
+            removed[stone["segment"]].add(stone["content_id"])
+        return [
+            SegmentRef(
+                s["name"],
+                self._segment_path(s["name"]),
+                s.get("sha256", ""),
+                frozenset(removed[s["name"]]),
+            )
+            for s in self._manifest["segments"]
+        ]
+
+    def segment_paths(self) -> list[Path]:
+        """Paths of the live segment files, oldest first."""
+        return [ref.path for ref in self.segments()]
+
+    # -- the live view ----------------------------------------------------------------
+
+    def _live_view(self) -> _Live:
+        if self._live is None:
+            self._live = self._retrying(self._build_live)
+        return self._live
+
+    def _build_live(self) -> _Live:
+        live = _Live({}, {}, {}, {}, [])
+        for ref in self.segments():
+            index = self._index(ref.name)
+            content_ids = index.exhibits["content_id"]
+            rows = np.ones(len(content_ids), dtype=bool)
+            if ref.removed:
+                rows &= ~np.isin(content_ids, list(ref.removed))
+            exhibit_ids = index.exhibits["exhibit_id"]
+            take = np.flatnonzero(rows).tolist()
+            new_content = content_ids[take].tolist()
+            new_ids = exhibit_ids[take].tolist()
+            places = [(ref.name, row) for row in take]
+            clash = (
+                len(set(new_content)) < len(take)
+                or len(set(new_ids)) < len(take)
+                or not live.by_content_id.keys().isdisjoint(new_content)
+                or not live.by_exhibit_id.keys().isdisjoint(new_ids)
+            )
+            if not clash:  # the usual case, in bulk
+                live.by_content_id.update(zip(new_content, places, strict=True))
+                live.by_exhibit_id.update(zip(new_ids, places, strict=True))
+            else:  # a damaged store: keep the first copy, report the others
+                for row, content_id, exhibit_id in zip(take, new_content, new_ids, strict=True):
+                    if content_id in live.by_content_id or exhibit_id in live.by_exhibit_id:
+                        live.duplicates.append(f"{ref.name}: {exhibit_id} is stored twice")
+                        rows[row] = False
+                        continue
+                    live.by_content_id[content_id] = (ref.name, row)
+                    live.by_exhibit_id[exhibit_id] = (ref.name, row)
+            live.live_rows[ref.name] = rows
+            sig_rows = np.flatnonzero(rows[index.signatures["exhibit"]]).tolist()
+            live.by_signature_id.update(
+                zip(
+                    index.signatures["signature_id"][sig_rows].tolist(),
+                    [(ref.name, row) for row in sig_rows],
+                    strict=True,
+                )
+            )
+        return live
+
+    def _add_to_live(self, live: _Live, name: str) -> None:
+        """Extend ``live`` with a segment just committed by this writer, and install it."""
+        index = self._index(name)
+        for row, (content_id, exhibit_id) in enumerate(
+            zip(index.exhibits["content_id"], index.exhibits["exhibit_id"], strict=True)
+        ):
+            live.by_content_id[content_id] = (name, row)
+            live.by_exhibit_id[exhibit_id] = (name, row)
+        for sig_row, sig_id in enumerate(index.signatures["signature_id"]):
+            live.by_signature_id[sig_id] = (name, sig_row)
+        live.live_rows[name] = np.ones(index.n_exhibits, dtype=bool)
+        self._live = live
+
+    def __len__(self) -> int:
+        return len(self._live_view().by_exhibit_id)
+
+    def __contains__(self, exhibit_id: object) -> bool:
+        return exhibit_id in self._live_view().by_exhibit_id
+
+    def exhibit_ids(self) -> list[str]:
+        """exhibit_id of every live exhibit, in store order."""
+        return list(self._live_view().by_exhibit_id)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def _stored(self, segment: str, content_id: str) -> StoredExhibit:
+        record = read_exhibit(self._handle(segment), content_id)
+        return StoredExhibit(
+            record.exhibit, record.metadata, record.content_id, segment, record.stored_at
+        )
+
+    def get(self, exhibit_id: str) -> StoredExhibit:
+        """The live exhibit with this exhibit_id.
+
+        Raises
+        ------
+        ExhibitNotFoundError
+            No live exhibit has that exhibit_id (a ``StoreError`` and a ``KeyError``).
+        """
+
+        def read() -> StoredExhibit:
+            where = self._live_view().by_exhibit_id.get(exhibit_id)
+            if where is None:
+                raise ExhibitNotFoundError(f"{self.path.name}: no exhibit {exhibit_id!r}")
+            segment, row = where
+            return self._stored(segment, self._index(segment).exhibits["content_id"][row])
+
+        return self._retrying(read)
+
+    def iter(self, scope: Scope | None = None) -> Iterator[StoredExhibit]:
+        """Every live exhibit visible in ``scope`` (all of them when None), in store order.
+
+        The iteration follows the snapshot taken at open or :meth:`refresh`; if a compaction
+        removes a segment meanwhile, it re-reads the manifest and continues without repeats.
+        """
+        done: set[str] = set()
+        for _ in range(10):
+            try:
+                live = self._live_view()
+                for ref in self.segments():
+                    index = self._index(ref.name)
+                    rows = live.live_rows[ref.name].copy()
+                    if scope is not None:
+                        rows &= scope.mask(index.exhibits["country"], index.exhibits["sharing"])
+                    for row in np.flatnonzero(rows):
+                        content_id = index.exhibits["content_id"][row]
+                        if content_id in done:
+                            continue
+                        stored = self._stored(ref.name, content_id)
+                        done.add(content_id)
+                        yield stored
+                return
+            except _SegmentGone as gone:
+                self.refresh()
+                if any(s["name"] == gone.args[0] for s in self._manifest["segments"]):
+                    raise StoreError(
+                        f"{self.path.name}/{SEGMENTS}/{gone.args[0]}: listed in {MANIFEST} "
+                        "but missing"
+                    ) from None
+        raise StoreError(f"{self.path}: the store kept changing while being read")
+
+    def __iter__(self) -> Iterator[StoredExhibit]:
+        return self.iter()
+
+    def features(self, scope: Scope | None = None, kind: str | None = None) -> FeatureTable:
+        """Prefilter features of the live signatures in ``scope``, optionally of one region.
+
+        Each segment's features are one contiguous dataset read in one go; segments written
+        with another :data:`ribin.prefilter.FEATURE_VERSION` are recomputed from surfaces.
+        """
+        return self._retrying(lambda: self._features(scope, kind))
+
+    def _features(self, scope: Scope | None, kind: str | None) -> FeatureTable:
+        live = self._live_view()
+        parts: dict[str, list[np.ndarray]] = collections.defaultdict(list)
+        for ref in self.segments():
+            index = self._index(ref.name)
+            sigs, exh = index.signatures, index.exhibits
+            rows = live.live_rows[ref.name]
+            if scope is not None:
+                rows = rows & scope.mask(exh["country"], exh["sharing"])
+            take = rows[sigs["exhibit"]]
+            if kind is not None:
+                take &= sigs["kind"] == kind
+            if not take.any():
+                continue
+            if index.feature_version == prefilter.FEATURE_VERSION:
+                matrix = read_segment_features(self._handle(ref.name))[take]
+            else:
+                matrix = self._recompute_features(ref.name, index, np.flatnonzero(take))
+            owner = sigs["exhibit"][take]
+            parts["features"].append(matrix)
+            for name in ("signature_id", "kind", "modality", "pixel_size_um"):
+                parts[name].append(sigs[name][take])
+            for name in ("content_id", "exhibit_id", "country", "sharing"):
+                parts[name].append(exh[name][owner])
+            parts["segment"].append(np.full(len(owner), ref.name, dtype=object))
+        if not parts:
+            empty = np.empty(0, dtype=object)
+            return FeatureTable(np.empty((0, prefilter.FEATURE_LENGTH), np.float32), *([empty] * 9))
+        return FeatureTable(
+            **{name: np.concatenate(values) for name, values in parts.items()},
+        )
+
+    def _recompute_features(self, segment: str, index: SegmentIndex, rows: np.ndarray):
+        out = np.empty((len(rows), prefilter.FEATURE_LENGTH), dtype=np.float32)
+        handle = self._handle(segment)
+        for i, sig_row in enumerate(rows):
+            content_id = index.exhibits["content_id"][index.signatures["exhibit"][sig_row]]
+            record = read_exhibit(handle, content_id)
+            signature = record.exhibit.signatures()[index.signatures["kind"][sig_row]]
+            out[i] = prefilter.features(signature)
+        return out
+
+    def audit_log(self) -> list[dict[str, Any]]:
+        """The manifest's audit records (create, add, remove, compact), oldest first."""
+        return [dict(entry) for entry in self._manifest.get("audit", [])]
+
+    # -- summary and checks -----------------------------------------------------------
+
+    def info(self) -> StoreInfo:
+        """Counts per country, region, modality, caliber and sharing; size; format."""
+        return self._retrying(self._info)
+
+    def _info(self) -> StoreInfo:
+        live = self._live_view()
+        counts: dict[str, collections.Counter] = {
+            k: collections.Counter()
+            for k in ("country", "region", "modality", "caliber", "sharing")
+        }
+        n_signatures = 0
+        size = 0
+        for entry in self._manifest["segments"]:
+            index = self._index(entry["name"])
+            rows = live.live_rows[entry["name"]]
+            for name in ("country", "caliber", "sharing"):
+                counts[name].update(index.exhibits[name][rows].tolist())
+            take = rows[index.signatures["exhibit"]]
+            n_signatures += int(take.sum())
+            counts["region"].update(index.signatures["kind"][take].tolist())
+            counts["modality"].update(index.signatures["modality"][take].tolist())
+            size += int(entry.get("bytes", 0))
+        if not self.single_file and (self.path / MANIFEST).exists():
+            size += (self.path / MANIFEST).stat().st_size
+        return StoreInfo(
+            path=str(self.path),
+            format_version=int(self._manifest["format_version"]),
+            created_by=str(self._manifest["created_by"]),
+            sequence=int(self._manifest["sequence"]),
+            segments=len(self._manifest["segments"]),
+            exhibits=len(live.by_exhibit_id),
+            signatures=n_signatures,
+            removed=len(self._manifest["tombstones"]),
+            bytes=size,
+            **{
+                f"by_{name}": dict(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])))
+                for name, counter in counts.items()
+            },
+        )
+
+    def verify(self) -> VerifyReport:
+        """Re-hash every stored signature and exhibit and check every segment.
+
+        Checks each segment's SHA-256 and size against the manifest, recomputes every
+        signature ID from its stored surface and parameters and every exhibit content ID,
+        and checks the index and prefilter tables against the exhibit groups. Files in the
+        store that no manifest lists (left by an interrupted write) are reported as notes.
+        """
+        for _ in range(10):
+            try:
+                return self._verify_once()
+            except _SegmentGone:  # a compaction ran meanwhile: check the new state
+                continue
+        raise StoreError(f"{self.path}: the store kept changing while being verified")
+
+    def _verify_once(self) -> VerifyReport:
+        report = VerifyReport(str(self.path))
+        if not self.single_file:
+            self.refresh()
+            report.notes.extend(f"orphan file (ignored): {p}" for p in self._orphans())
+        live = None
+        try:
+            live = self._live_view()
+        except StoreError as exc:
+            report.problems.append(str(exc))
+        if live is not None:
+            report.problems.extend(live.duplicates)
+        tombstoned: dict[str, set[str]] = collections.defaultdict(set)
+        for stone in self._manifest["tombstones"]:
+            tombstoned[stone["segment"]].add(stone["content_id"])
+        for entry in self._manifest["segments"]:
+            report.segments += 1
+            self._verify_segment(entry, tombstoned.pop(entry["name"], set()), report)
+        for segment, content_ids in tombstoned.items():
+            report.problems.append(f"{MANIFEST}: tombstones name unlisted segment {segment}")
+            del content_ids
+        return report
+
+    def _verify_segment(self, entry: dict, removed: set[str], report: VerifyReport) -> None:
+        name = entry["name"]
+        path = self._segment_path(name)
+        try:
+            digest, size = file_sha256(path)
+        except FileNotFoundError:
+            if not self.single_file and not self._still_listed(name):
+                raise _SegmentGone(name) from None
+            report.problems.append(f"{name}: listed in {MANIFEST} but missing")
+            return
+        if not self.single_file:
+            if digest != entry["sha256"] or size != entry.get("bytes", size):
+                report.problems.append(
+                    f"{name}: SHA-256 {digest[:16]}… ({size} bytes) differs from the manifest's "
+                    f"{entry['sha256'][:16]}… ({entry.get('bytes')} bytes)"
+                )
+        try:
+            handle = self._handle(name)
+            index = self._index(name)
+            features = read_segment_features(handle)
+            groups = set(iter_exhibit_names(handle))
+        except _SegmentGone:
+            if not self._still_listed(name):
+                raise
+            report.problems.append(f"{name}: listed in {MANIFEST} but missing")
+            return
+        except (StoreError, OSError) as exc:
+            report.problems.append(str(exc) if isinstance(exc, StoreError) else f"{name}: {exc}")
+            return
+        content_ids = list(index.exhibits["content_id"])
+        if set(content_ids) != groups or len(content_ids) != len(groups):
+            report.problems.append(f"{name}: index/content_id does not match the exhibit groups")
+        for stone in removed - set(content_ids):
+            report.problems.append(f"{MANIFEST}: tombstone for {stone[:16]}… not in {name}")
+        sig_rows = collections.defaultdict(dict)
+        for sig_row, (row, kind) in enumerate(
+            zip(index.signatures["exhibit"], index.signatures["kind"], strict=True)
+        ):
+            sig_rows[int(row)][kind] = sig_row
+        recheck_features = index.feature_version == prefilter.FEATURE_VERSION
+        for row, content_id in enumerate(content_ids):
+            where = f"{name}: exhibits/{content_id[:16]}…"
+            try:
+                record: ExhibitRecord = read_exhibit(handle, content_id)
+            except (StoreError, OSError, KeyError, ValueError) as exc:
+                report.problems.append(f"{where}: unreadable ({str(exc).splitlines()[0]})")
+                continue
+            report.exhibits += content_id not in removed
+            sig_ids, recomputed = recompute_ids(record)
+            for kind, sig_id in sig_ids.items():
+                report.signatures += content_id not in removed
+                stored = record.stored_signature_ids.get(kind, "")
+                if stored != sig_id:
+                    report.problems.append(
+                        f"{where}/{kind}: stored signature_id {stored[:16]}… != recomputed "
+                        f"{sig_id[:16]}…"
+                    )
+                sig_row = sig_rows[row].get(kind)
+                if sig_row is None or index.signatures["signature_id"][sig_row] != sig_id:
+                    report.problems.append(f"{where}/{kind}: prefilter table disagrees")
+                elif recheck_features:
+                    signature = record.exhibit.signatures()[kind]
+                    expected = prefilter.features(signature)
+                    if not np.allclose(features[sig_row], expected, rtol=1e-3, atol=1e-4):
+                        report.problems.append(f"{where}/{kind}: prefilter features differ")
+            if set(sig_rows[row]) != set(sig_ids):
+                report.problems.append(f"{where}: prefilter table lists other regions")
+            if recomputed != content_id or record.content_id != content_id:
+                report.problems.append(
+                    f"{where}: content_id recomputes to {recomputed[:16]}… (stored "
+                    f"{record.content_id[:16]}…)"
+                )
+            stored_row = {
+                "exhibit_id": record.exhibit.exhibit_id,
+                "source_sha256": record.exhibit.source_sha256,
+                **record.metadata.as_dict(),
+            }
+            for key, value in stored_row.items():
+                if index.exhibits[key][row] != value:
+                    report.problems.append(f"{where}: index/{key} disagrees with the group")
+
+    def _still_listed(self, name: str) -> bool:
+        """Whether the manifest on disk now still lists segment ``name``."""
+        self.refresh()
+        return any(s["name"] == name for s in self._manifest["segments"])
+
+    def _orphans(self) -> list[str]:
+        listed = {s["name"] for s in self._manifest["segments"]}
+        out = [
+            f"{SEGMENTS}/{p.name}"
+            for p in sorted((self.path / SEGMENTS).glob("*"))
+            if p.name not in listed
+        ]
+        out += [p.name for p in sorted(self.path.glob(".manifest-*.tmp"))]
+        return out
+
+    # -- writing ----------------------------------------------------------------------
+
+    def _require_writable(self) -> None:
+        if self.mode == "r":
+            raise StoreError(f"{self.path}: store opened read-only")
+        if self._closed:
+            raise StoreError(f"{self.path}: store is closed")
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the writer lock, on the newest manifest, with orphans cleaned away."""
+        self._require_writable()
+        with _WriterLock(self.path / LOCK, self.lock_timeout):
+            self.refresh()
+            self._remove_orphans()
+            yield
+
+    def _remove_orphans(self) -> None:
+        for relative in self._orphans():
+            with contextlib.suppress(OSError):  # Windows: a reader may hold it open
+                (self.path / relative).unlink()
+
+    def _commit(self, manifest: dict[str, Any], live: _Live | None = None) -> None:
+        """Replace the manifest atomically: the commit point of every write."""
+        data = (canonical_json(manifest) + "\n").encode()
+        tmp = self.path / f".manifest-{secrets.token_hex(4)}.tmp"
+        with open(tmp, "xb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        _step("manifest-written")
+        os.replace(tmp, self.path / MANIFEST)
+        _step("manifest-replaced")
+        _fsync_dir(self.path)
+        self._set_manifest(manifest, live)
+
+    def _next_manifest(self) -> dict[str, Any]:
+        manifest = json.loads(json.dumps(self._manifest))
+        manifest["sequence"] = int(manifest["sequence"]) + 1
+        manifest["written_by"] = CREATED_BY
+        manifest["committed_at"] = utc_now()
+        return manifest
+
+    def _write_segment(self, sequence: int, records: Iterable[SegmentRecord]) -> dict[str, Any]:
+        """Write, fsync and rename one segment; returns its manifest entry."""
+        name = f"seg-{sequence:08d}-{secrets.token_hex(4)}.h5"
+        tmp = self.path / SEGMENTS / f".tmp-{name}"
+        writer = SegmentWriter(
+            tmp,
+            sequence=sequence,
+            created_by=CREATED_BY,
+            feature_version=prefilter.FEATURE_VERSION,
+            feature_length=prefilter.FEATURE_LENGTH,
+        )
+        try:
+            for record in records:
+                writer.add(record)
+            writer.finish()
+            _step("segment-written")
+            digest, size = file_sha256(tmp, fsync=True)
+            os.replace(tmp, self.path / SEGMENTS / name)
+            _fsync_dir(self.path / SEGMENTS)
+            _step("segment-renamed")
+        except BaseException:
+            writer.abort()
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        index = writer.index(name, sequence)
+        self._indices[name] = index
+        entry = {
+            "name": name,
+            "sequence": sequence,
+            "sha256": digest,
+            "bytes": size,
+            "exhibits": index.n_exhibits,
+            "signatures": index.n_signatures,
+            "feature_version": prefilter.FEATURE_VERSION,
+        }
+        return entry
+
+    def _prepare(self, exhibit: Exhibit, metadata: ExhibitMetadata | Mapping[str, Any]):
+        if not isinstance(exhibit, Exhibit):
+            raise TypeError(f"expected an Exhibit, not {type(exhibit).__name__}")
+        source = exhibit.source_name or exhibit.exhibit_id
+        check_exhibit_id(exhibit.exhibit_id, source)
+        meta = ExhibitMetadata.from_mapping(metadata, source)
+        if exhibit.source_sha256 and not is_hex64(exhibit.source_sha256):
+            raise InputError(source, "source_sha256 is not 64 lower-case hexadecimal digits")
+        signatures = exhibit.signatures()
+        if not signatures:
+            raise InputError(source, "exhibit has no signature to store")
+        for kind, signature in signatures.items():
+            if signature.kind != kind:
+                raise InputError(source, f"{kind} slot holds a {signature.kind} signature")
+            if min(signature.surface.shape) < 1:
+                raise InputError(source, f"{kind} surface is empty")
+            try:
+                text = canonical_json(signature.params)
+                if canonical_json(json.loads(text)) != text:
+                    raise ValueError("changes when read back")
+                loose_json(signature.quality)
+            except (TypeError, ValueError) as exc:
+                raise InputError(
+                    source, f"{kind} params/quality cannot be stored ({exc})"
+                ) from None
+        try:
+            loose_json(
+                {k: v for k, v in exhibit.detection.items() if not isinstance(v, np.ndarray)}
+            )
+            loose_json(list(exhibit.warnings))
+            loose_json(dict(exhibit.missing))
+        except (TypeError, ValueError) as exc:
+            raise InputError(source, f"detection/warnings cannot be stored ({exc})") from None
+        sig_ids = {kind: s.id for kind, s in signatures.items()}
+        return _Prepared(
+            exhibit,
+            meta,
+            exhibit_content_id(exhibit.exhibit_id, sig_ids),
+            sig_ids,
+            {kind: prefilter.features(s) for kind, s in signatures.items()},
+        )
+
+    def _compare(self, item: _Prepared, segment: str, row: int) -> str | None:
+        """None when ``item`` equals the stored exhibit, else what differs."""
+        stored = self._index(segment).exhibits
+        differ = []
+        if stored["source_sha256"][row] != item.exhibit.source_sha256:
+            differ.append(
+                f"source_sha256 {stored['source_sha256'][row][:12]}… vs "
+                f"{item.exhibit.source_sha256[:12]}…"
+            )
+        for key, value in item.metadata.as_dict().items():
+            if stored[key][row] != value:
+                differ.append(f"{key} {stored[key][row]!r} vs {value!r}")
+        return "; ".join(differ) or None
+
+    def add(self, exhibit: Exhibit, metadata: ExhibitMetadata | Mapping[str, Any]) -> AddResult:
+        """Add one exhibit (see :meth:`add_many`)."""
+        return self.add_many([(exhibit, metadata)])[0]
+
+    def add_many(
+        self, items: Iterable[tuple[Exhibit, ExhibitMetadata | Mapping[str, Any]]]
+    ) -> list[AddResult]:
+        """Add exhibits in one write: all of them land (one new segment) or none does.
+
+        An exhibit already stored with the same content, source and metadata is a no-op:
+        its :class:`AddResult` has ``added=False`` and says so.
+
+        Raises
+        ------
+        InputError
+            Bad metadata or an exhibit that cannot be stored (nothing is written).
+        ExhibitConflictError
+            Same exhibit_id with other content, same content with other source or metadata,
+            or a signature already stored under another exhibit (nothing is written).
+        """
+        prepared = [self._prepare(exhibit, metadata) for exhibit, metadata in items]
+        with self._writing():
+            live = self._live_view()
+            results: list[AddResult] = []
+            new: dict[str, _Prepared] = {}
+            new_signatures: dict[str, str] = {}
+            for item in prepared:
+                results.append(self._check_new(item, live, new, new_signatures))
+            if not new:
+                return results
+            manifest = self._next_manifest()
+            sequence = manifest["sequence"]
+            stored_at = utc_now()
+            records = (
+                SegmentRecord(p.exhibit, p.metadata, p.content_id, stored_at, p.features)
+                for p in new.values()
+            )
+            entry = self._write_segment(sequence, records)
+            manifest["segments"].append(entry)
+            manifest["audit"].append(
+                _audit("add", sequence, segment=entry["name"], exhibits=entry["exhibits"])
+            )
+            self._commit(manifest)
+            self._add_to_live(live, entry["name"])
+            return results
+
+    def _check_new(
+        self,
+        item: _Prepared,
+        live: _Live,
+        new: dict[str, _Prepared],
+        new_signatures: dict[str, str],
+    ) -> AddResult:
+        exhibit_id = item.exhibit.exhibit_id
+        short = item.content_id[:16]
+        where = live.by_content_id.get(item.content_id)
+        if where is not None:
+            differ = self._compare(item, *where)
+            if differ:
+                raise ExhibitConflictError(
+                    f"{self.path.name}: exhibit {exhibit_id!r} is already stored with the same "
+                    f"signatures but other details ({differ}); remove it first to change them"
+                )
+            return AddResult(
+                exhibit_id,
+                item.content_id,
+                False,
+                f"{exhibit_id}: already in the store (content {short}…), nothing added",
+            )
+        twin = new.get(item.content_id)
+        if twin is not None:
+            if twin.metadata != item.metadata or (
+                twin.exhibit.source_sha256 != item.exhibit.source_sha256
+            ):
+                raise ExhibitConflictError(
+                    f"{item.exhibit.source_name or exhibit_id}: exhibit {exhibit_id!r} appears "
+                    "twice in the batch with different details"
+                )
+            return AddResult(
+                exhibit_id,
+                item.content_id,
+                False,
+                f"{exhibit_id}: repeated in the batch, added once",
+            )
+        stored_at = live.by_exhibit_id.get(exhibit_id)
+        if stored_at is not None:
+            segment, row = stored_at
+            index = self._index(segment).exhibits
+            raise ExhibitConflictError(
+                f"{item.exhibit.source_name or exhibit_id}: exhibit_id {exhibit_id!r} is "
+                f"already stored with other content (stored {index['content_id'][row][:16]}… "
+                f"from source {index['source_sha256'][row][:12]}…, new {short}… from "
+                f"{item.exhibit.source_sha256[:12]}…)"
+            )
+        if any(p.exhibit.exhibit_id == exhibit_id for p in new.values()):
+            raise ExhibitConflictError(
+                f"{item.exhibit.source_name or exhibit_id}: exhibit_id {exhibit_id!r} appears "
+                "twice in the batch with different content"
+            )
+        for kind, sig_id in item.signature_ids.items():
+            owner = live.by_signature_id.get(sig_id)
+            other = None
+            if owner is not None:
+                index = self._index(owner[0])
+                other = index.exhibits["exhibit_id"][index.signatures["exhibit"][owner[1]]]
+            other = other or new_signatures.get(sig_id)
+            if other is not None:
+                raise ExhibitConflictError(
+                    f"{item.exhibit.source_name or exhibit_id}: its {kind} signature "
+                    f"{sig_id[:16]}… is already stored as part of exhibit {other!r}"
+                )
+        new[item.content_id] = item
+        for sig_id in item.signature_ids.values():
+            new_signatures[sig_id] = exhibit_id
+        return AddResult(exhibit_id, item.content_id, True, f"{exhibit_id}: added ({short}…)")
+
+    def remove(self, exhibit_id: str, reason: str) -> dict[str, Any]:
+        """Remove an exhibit from the live view, with an audit record.
+
+        The segment stays as written; a tombstone in the manifest hides the exhibit, and the
+        audit record (who, when, why, which content) stays in the manifest for good, also
+        after :meth:`compact` drops the bytes.
+
+        Returns
+        -------
+        dict
+            The audit record.
+        """
+        if not isinstance(reason, str) or not reason.strip():
+            raise InputError(None, f"removing {exhibit_id!r} needs a reason for the audit log")
+        with self._writing():
+            where = self._live_view().by_exhibit_id.get(exhibit_id)
+            if where is None:
+                raise ExhibitNotFoundError(f"{self.path.name}: no exhibit {exhibit_id!r}")
+            segment, row = where
+            content_id = self._index(segment).exhibits["content_id"][row]
+            manifest = self._next_manifest()
+            sequence = manifest["sequence"]
+            manifest["tombstones"].append(
+                {
+                    "segment": segment,
+                    "content_id": content_id,
+                    "exhibit_id": exhibit_id,
+                    "sequence": sequence,
+                }
+            )
+            record = _audit(
+                "remove",
+                sequence,
+                exhibit_id=exhibit_id,
+                content_id=content_id,
+                segment=segment,
+                reason=reason.strip(),
+            )
+            manifest["audit"].append(record)
+            live = self._live_view()
+            self._commit(manifest)
+            # the same view less this exhibit, without re-reading every segment
+            del live.by_exhibit_id[exhibit_id], live.by_content_id[content_id]
+            live.live_rows[segment][row] = False
+            index = self._index(segment)
+            for sig_row in np.flatnonzero(index.signatures["exhibit"] == row):
+                live.by_signature_id.pop(index.signatures["signature_id"][sig_row], None)
+            self._live = live
+            return dict(record)
+
+    def compact(self) -> int:
+        """Rewrite all live exhibits into one segment and drop tombstoned bytes.
+
+        Returns the number of segments replaced. Readers holding the old manifest re-read it
+        when they next touch a removed segment.
+        """
+        with self._writing():
+            old = [s["name"] for s in self._manifest["segments"]]
+            if len(old) <= 1 and not self._manifest["tombstones"]:
+                return 0
+            live = self._live_view()
+            manifest = self._next_manifest()
+            sequence = manifest["sequence"]
+            manifest["segments"] = []
+            if live.by_content_id:
+                entry = self._write_segment(sequence, self._records_for_compaction(live))
+                manifest["segments"] = [entry]
+            manifest["audit"].append(
+                _audit(
+                    "compact",
+                    sequence,
+                    replaced=old,
+                    dropped=[t["content_id"] for t in manifest["tombstones"]],
+                    exhibits=len(live.by_content_id),
+                )
+            )
+            manifest["tombstones"] = []
+            self._commit(manifest)
+            self._remove_orphans()
+            return len(old)
+
+    def _records_for_compaction(self, live: _Live) -> Iterator[SegmentRecord]:
+        for ref in self.segments():
+            index = self._index(ref.name)
+            handle = self._handle(ref.name)
+            stored = read_segment_features(handle)
+            rows_of = collections.defaultdict(dict)
+            for sig_row, (row, kind) in enumerate(
+                zip(index.signatures["exhibit"], index.signatures["kind"], strict=True)
+            ):
+                rows_of[int(row)][kind] = sig_row
+            for row in np.flatnonzero(live.live_rows[ref.name]):
+                record = read_exhibit(handle, index.exhibits["content_id"][row])
+                signatures = record.exhibit.signatures()
+                if index.feature_version == prefilter.FEATURE_VERSION:
+                    vectors = {k: stored[rows_of[int(row)][k]] for k in signatures}
+                else:
+                    vectors = {k: prefilter.features(s) for k, s in signatures.items()}
+                yield SegmentRecord(
+                    record.exhibit, record.metadata, record.content_id, record.stored_at, vectors
+                )
+
+
+__all__ = [
+    "AddResult",
+    "ExhibitConflictError",
+    "ExhibitMetadata",
+    "ExhibitNotFoundError",
+    "FeatureTable",
+    "Scope",
+    "SegmentRef",
+    "SignatureStore",
+    "StoreInfo",
+    "StoreLockedError",
+    "StoredExhibit",
+    "VerifyReport",
+]
