@@ -20,7 +20,12 @@ _LAZY = {
     "read_image": "ribin.io",
     "Signature": "ribin.exhibit",
     "Exhibit": "ribin.exhibit",
+    "extract": "ribin.signatures",
+    "SignatureStore": "ribin.store",
+    "load_network": "ribin.network",
 }
+# ribin.ingest, ribin.search and ribin.compare are callable modules (see ribin._callable).
+_CALLABLE_MODULES = ("compare", "ingest", "search")
 
 __all__ = [
     "FormatVersionError",
@@ -29,10 +34,13 @@ __all__ = [
     "StoreError",
     "__version__",
     *sorted(_LAZY),
+    *_CALLABLE_MODULES,
 ]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _CALLABLE_MODULES:
+        return importlib.import_module(f"ribin.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'ribin' has no attribute {name!r}")

@@ -1,0 +1,352 @@
+"""Signature extraction: from one casing image to breech-face and firing-pin signatures."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from ribin.errors import InputError
+from ribin.exhibit import Exhibit, Signature
+from ribin.io.casing import Casing
+from ribin.preprocess import (
+    DETECTOR_VERSION,
+    Detection,
+    bandpass,
+    detect_regions,
+    gaussian_nan,
+    level,
+    resample_nan,
+    robust_std,
+)
+
+__all__ = ["DEFAULT_PIXEL_SIZE_UM", "EXTRACTOR_VERSION", "REGION_DEFAULTS", "extract"]
+
+EXTRACTOR_VERSION = "1"
+#: Pixel size of every signature (um). Measured on the Fadul scans with ribin.compare (CMC,
+#: 8 x 8 cells): 12.5 um separates known matches from non-matches as well as 6.25 um
+#: (36 pairs: match CMC min 20 vs 19, non-match max 4 vs 4; all 171 pairs at 12.5 um:
+#: AUC 1.0, match min 19, non-match max 6) at less than half the comparison time.
+DEFAULT_PIXEL_SIZE_UM = 12.5
+#: Shaping parameters per region (cut-offs in um; ISO 16610-61 Gaussian filters).
+REGION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "breech_face": {
+        "short_cutoff_um": 16.0,
+        "long_cutoff_um": 250.0,
+        "form_order": 2,
+        "outlier_sigma": 5.0,
+        "edge_trim_um": 12.5,
+        "rim_margin_um": 120.0,
+    },
+    "firing_pin": {
+        "short_cutoff_um": 16.0,
+        "long_cutoff_um": 125.0,
+        "form_order": 2,
+        "outlier_sigma": 5.0,
+        "edge_trim_um": 12.5,
+        "rim_margin_um": 0.0,
+    },
+}
+#: Breech face: below this valid fraction a warning, below the second an error.
+VALID_WARN, VALID_MIN = 0.5, 0.1
+#: Smallest usable breech-face area (mm^2).
+MIN_AREA_MM2 = 0.5
+#: 2D: grey levels at or beyond these are clipped (saturated or black) and not used.
+CLIP_LOW, CLIP_HIGH = 1.0 / 255, 254.0 / 255
+
+
+def extract(
+    casing: Casing,
+    *,
+    exhibit_id: str | None = None,
+    pixel_size_um: float = DEFAULT_PIXEL_SIZE_UM,
+    primer_center: tuple[float, float] | None = None,
+    primer_radius: float | None = None,
+    fp_center: tuple[float, float] | None = None,
+    fp_radius: float | None = None,
+    caliber: str | None = None,
+    fp_margin_um: float = 180.0,
+) -> Exhibit:
+    """Find the primer, firing pin and breech face of a casing and extract their signatures.
+
+    Parameters
+    ----------
+    casing : Casing
+        From :func:`ribin.read_casing`.
+    exhibit_id : str, optional
+        Default: the file name without extension.
+    pixel_size_um : float
+        Pixel size of the signatures (um).
+    primer_center, primer_radius : optional
+        Manual primer circle in **pixels of the input image**: centre ``(x, y)`` with
+        ``x`` the column and ``y`` the row (origin at the centre of the top-left pixel),
+        radius in pixels. Either may be given alone (the other is detected).
+    fp_center, fp_radius : optional
+        Manual firing-pin impression, same units: both give a round outline; one alone
+        replaces that part of the detected outline.
+    caliber : str, optional
+        Caliber hint ("9mm", ".40 S&W", ".45 ACP", "small pistol", "large pistol").
+    fp_margin_um : float
+        Margin around the firing-pin impression left out of the breech face (um).
+
+    Returns
+    -------
+    Exhibit
+        ``breech_face`` and ``firing_pin`` signatures (a missing one has its reason in
+        ``missing``), quality ``warnings``, and ``detection``: centres, radii, the fitted
+        firing-pin outline and the region masks (``primer_mask``, ``breech_face_mask``,
+        ``firing_pin_mask``, bool arrays at input resolution).
+
+    Raises
+    ------
+    InputError
+        No primer found, a manual value outside the image, or too little valid breech face.
+
+    Examples
+    --------
+    >>> exhibit = extract(read_casing("Fadul 1-1.x3p"))  # doctest: +SKIP
+    >>> exhibit.breech_face.surface.shape, exhibit.missing  # doctest: +SKIP
+    ((270, 267), {'firing_pin': 'firing-pin impression already removed from the input'})
+    """
+    source = casing.source or None
+    if not (np.isfinite(pixel_size_um) and pixel_size_um > 0):
+        raise InputError(source, f"signature pixel size must be positive, not {pixel_size_um!r}")
+    surface = np.asarray(casing.surface)
+    if surface.ndim != 2:
+        raise InputError(source, f"surface must be 2-D, not {surface.ndim}-D")
+    mask = np.asarray(casing.mask, bool) & np.isfinite(surface)
+    if not mask.any():
+        raise InputError(source, "no valid point in the image")
+    if casing.modality == "2d":
+        mask &= (surface > CLIP_LOW) & (surface < CLIP_HIGH)
+    if mask.mean() < 0.01:
+        raise InputError(source, f"only {100 * mask.mean():.1f} % of the image is valid")
+
+    detection = detect_regions(
+        surface,
+        mask,
+        casing.modality,
+        casing.pixel_size_um,
+        primer_center=primer_center,
+        primer_radius=primer_radius,
+        fp_center=fp_center,
+        fp_radius=fp_radius,
+        caliber=caliber,
+        fp_margin_um=fp_margin_um,
+        source=source,
+    )
+    overrides = {
+        key: value
+        for key, value in (
+            ("primer_center_px", primer_center),
+            ("primer_radius_px", primer_radius),
+            ("fp_center_px", fp_center),
+            ("fp_radius_px", fp_radius),
+            ("caliber", caliber),
+        )
+        if value is not None
+    }
+    overrides = {
+        k: (list(map(float, v)) if isinstance(v, tuple | list) else v) for k, v in overrides.items()
+    }
+    warnings: list[str] = list(detection.notes)
+    if not detection.cropped and detection.confidence < 0.6:
+        warnings.append(
+            f"primer outline uncertain: {100 * detection.confidence:.0f} % of the rim agrees"
+        )
+    common = {
+        "extractor_version": EXTRACTOR_VERSION,
+        "detector_version": DETECTOR_VERSION,
+        "input_pixel_size_um": round(float(casing.pixel_size_um), 6),
+        "cropped_input": detection.cropped,
+        "fp_margin_um": float(fp_margin_um),
+        "overrides": overrides,
+    }
+    missing: dict[str, str] = {}
+
+    # Breech face.
+    bf_params = dict(REGION_DEFAULTS["breech_face"])
+    bf_region = detection.breech_face_mask
+    rim = bf_params["rim_margin_um"] / casing.pixel_size_um
+    nominal = _nominal_area(detection, "breech_face", rim)
+    if detection.primer_radius is not None and not detection.cropped:
+        bf_region = bf_region & _disc(surface.shape, detection, detection.primer_radius - rim)
+    breech_face = _region_signature(
+        "breech_face", casing, bf_region, nominal, pixel_size_um, bf_params, common, detection
+    )
+    area_mm2 = np.count_nonzero(np.isfinite(breech_face.surface)) * (pixel_size_um / 1e3) ** 2
+    valid = breech_face.quality["valid_fraction"]
+    if valid < VALID_MIN or area_mm2 < MIN_AREA_MM2:
+        raise InputError(
+            source,
+            f"only {100 * valid:.0f} % of the breech face is valid ({area_mm2:.2f} mm^2); "
+            "nothing usable to compare",
+        )
+    if valid < VALID_WARN:
+        warnings.append(f"only {100 * valid:.0f} % of the breech face is valid")
+
+    # Firing pin.
+    firing_pin = None
+    if detection.firing_pin_mask is None:
+        missing["firing_pin"] = detection.fp_missing_reason or "firing-pin impression not found"
+    else:
+        fp_params = dict(REGION_DEFAULTS["firing_pin"])
+        firing_pin = _region_signature(
+            "firing_pin",
+            casing,
+            detection.firing_pin_mask & mask,
+            _nominal_area(detection, "firing_pin"),
+            pixel_size_um,
+            fp_params,
+            common,
+            detection,
+        )
+        fp_valid = firing_pin.quality["valid_fraction"]
+        if fp_valid < VALID_MIN or np.count_nonzero(np.isfinite(firing_pin.surface)) < 64:
+            missing["firing_pin"] = (
+                f"only {100 * fp_valid:.0f} % of the firing-pin impression is valid"
+            )
+            firing_pin = None
+        elif fp_valid < VALID_WARN:
+            warnings.append(f"only {100 * fp_valid:.0f} % of the firing-pin impression is valid")
+        if firing_pin is not None and detection.fp_confidence < 0.5:
+            warnings.append(
+                f"firing-pin outline uncertain (fit {100 * detection.fp_confidence:.0f} %)"
+            )
+
+    from ribin import __version__
+
+    name = os.path.basename(casing.source) if casing.source else ""
+    det: dict[str, Any] = detection.summary()
+    det["primer_mask"] = detection.primer_mask
+    det["breech_face_mask"] = detection.breech_face_mask
+    if detection.firing_pin_mask is not None:
+        det["firing_pin_mask"] = detection.firing_pin_mask
+    return Exhibit(
+        exhibit_id=exhibit_id or (os.path.splitext(name)[0] if name else "exhibit"),
+        breech_face=breech_face,
+        firing_pin=firing_pin,
+        source_sha256=casing.source_sha256,
+        source_name=name,
+        software_version=__version__,
+        missing=missing,
+        warnings=tuple(warnings),
+        detection=det,
+    )
+
+
+def _disc(shape: tuple[int, int], detection: Detection, radius: float) -> np.ndarray:
+    cx, cy = detection.primer_center
+    yy, xx = np.ogrid[0 : shape[0], 0 : shape[1]]
+    return (xx - cx) ** 2 + (yy - cy) ** 2 <= radius * radius
+
+
+def _nominal_area(detection: Detection, kind: str, rim_px: float = 0.0) -> float:
+    """Area (input pixels) the region would have with every point valid."""
+    if kind == "firing_pin":
+        fp = detection.firing_pin
+        a, b = fp.semi_axes
+        if fp.shape == "rectangular":
+            rc = fp.corner_radius
+            return 4 * a * b - (4 - math.pi) * rc * rc
+        return math.pi * a * b
+    zone = detection.breech_face_zone
+    if rim_px > 0 and detection.primer_radius is not None and not detection.cropped:
+        zone = zone & _disc(zone.shape, detection, detection.primer_radius - rim_px)
+    return float(np.count_nonzero(zone))
+
+
+def _region_signature(
+    kind: str,
+    casing: Casing,
+    region: np.ndarray,
+    nominal_area_px: float,
+    pixel_size_um: float,
+    params: dict[str, Any],
+    common: dict[str, Any],
+    detection: Detection,
+) -> Signature:
+    """Level, trim, band-pass and resample one region; crop to its valid bounding box."""
+    in_px = float(casing.pixel_size_um)
+    rows, cols = np.nonzero(region)
+    if rows.size == 0:
+        empty = np.full((1, 1), np.nan, np.float32)
+        return Signature(
+            kind,
+            empty,
+            pixel_size_um,
+            casing.modality,
+            {"valid_fraction": 0.0},
+            {**common, **params, "region": kind},
+        )
+    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    window = np.asarray(casing.surface[r0:r1, c0:c1], dtype=np.float32)
+    values = np.where(region[r0:r1, c0:c1], window, np.nan).astype(np.float32)
+    if casing.modality == "2d":
+        # Illumination: log turns the lighting's gain into an offset; the form fit and the
+        # long cut-off remove its slow variation; unit RMS removes exposure.
+        values = np.log(np.clip(values, CLIP_LOW, 1.0))
+    values = level(values, params["form_order"]).astype(np.float32)
+    sigma = robust_std(values)
+    values[np.abs(values - np.nanmedian(values)) > params["outlier_sigma"] * sigma] = np.nan
+
+    factor = pixel_size_um / in_px
+    values = bandpass(values, in_px, params["short_cutoff_um"], None)
+    values = resample_nan(values, factor)
+    values = bandpass(values, pixel_size_um, None, params["long_cutoff_um"])
+
+    sigma = robust_std(values)
+    values[np.abs(values) > params["outlier_sigma"] * sigma] = np.nan
+    valid = np.isfinite(values)
+    trim = round(params["edge_trim_um"] / pixel_size_um)
+    if trim > 0:
+        valid = ndimage.binary_erosion(valid, iterations=trim)
+    # Drop islands too small to hold a correlation cell.
+    labels, n = ndimage.label(valid)
+    if n > 1:
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        valid = (sizes >= max(16, 0.01 * sizes.max()))[labels]
+    values[~valid] = np.nan
+    if casing.modality == "2d" and valid.any():
+        values /= float(np.sqrt(np.mean(values[valid] ** 2))) or 1.0
+    vr, vc = np.nonzero(valid)
+    if vr.size:
+        values = values[vr.min() : vr.max() + 1, vc.min() : vc.max() + 1]
+        offset_out = (vr.min(), vc.min())
+    else:
+        values = np.full((1, 1), np.nan, np.float32)
+        offset_out = (0, 0)
+    # Where the signature's top-left pixel sits in the input (input pixels, x, y).
+    origin_x = c0 - 0.5 + (offset_out[1] + 0.5) * factor
+    origin_y = r0 - 0.5 + (offset_out[0] + 0.5) * factor
+    n_valid = int(np.count_nonzero(np.isfinite(values)))
+    nominal_out = nominal_area_px / (factor * factor)
+    quality = {
+        "valid_fraction": round(min(1.0, n_valid / max(nominal_out, 1.0)), 4),
+        "valid_area_mm2": round(n_valid * (pixel_size_um / 1e3) ** 2, 4),
+        "detection_confidence": round(
+            float(detection.confidence if kind == "breech_face" else detection.fp_confidence), 4
+        ),
+        "fp_found": detection.firing_pin is not None,
+    }
+    smooth = gaussian_nan(values, 1.0)
+    noise = robust_std(values - smooth) if n_valid else float("nan")
+    quality["noise_um" if casing.modality == "3d" else "noise_rms_units"] = (
+        round(noise, 5) if np.isfinite(noise) else None
+    )
+    shaped = {
+        **common,
+        **params,
+        "region": kind,
+        "pixel_size_um": float(pixel_size_um),
+        "illumination": "log, quadric, unit rms" if casing.modality == "2d" else None,
+        "origin_input_px": [round(float(origin_x), 3), round(float(origin_y), 3)],
+        "detection": detection.summary(),
+    }
+    return Signature(
+        kind, values.astype(np.float32), float(pixel_size_um), casing.modality, quality, shaped
+    )
