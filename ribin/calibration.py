@@ -173,3 +173,71 @@ def fit_calibration(
         n_nonmatch=int(knm.size),
         source=record,
     )
+
+
+CALIBRATION_FILE = "calibration.json"
+"""Name of the calibration file kept beside (inside) a store directory."""
+
+
+def model_key(region: str, modality: str) -> str:
+    """Key of the model for one region and modality, e.g. ``"breech_face/3d"``."""
+    return f"{region}/{modality}"
+
+
+def save_models(path: str | os.PathLike, models: dict[str, Calibration]) -> None:
+    """Write models keyed by :func:`model_key` as one JSON file, atomically."""
+    document = {
+        "format": "ribin-calibration",
+        "format_version": 1,
+        "models": {key: model.to_dict() for key, model in sorted(models.items())},
+    }
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=2, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_models(path: str | os.PathLike) -> dict[str, Calibration]:
+    """Read a file written by :func:`save_models`."""
+    try:
+        document = json.loads(Path(path).read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(path, f"cannot read calibration: {exc}") from None
+    if not isinstance(document, dict) or document.get("format") != "ribin-calibration":
+        raise InputError(path, "not a RIBIN calibration file")
+    if document.get("format_version") != 1:
+        raise InputError(
+            path,
+            f"written by calibration format {document.get('format_version')}, "
+            "this RIBIN reads format 1 (upgrade RIBIN)",
+        )
+    return {
+        key: Calibration.from_dict(value, os.fspath(path))
+        for key, value in document.get("models", {}).items()
+    }
+
+
+def models_for_store(
+    store_path: str | os.PathLike | None,
+) -> tuple[dict[str, Calibration], str]:
+    """The store's own calibration if it has one, else the default shipped with RIBIN.
+
+    Returns the models and where they came from (a path, ``"<default>"`` or ``"none"``).
+    """
+    own = Path(store_path) / CALIBRATION_FILE if store_path is not None else None
+    if own is not None and own.is_file():
+        return load_models(own), str(own)
+    from importlib import resources
+
+    default = resources.files("ribin.data").joinpath(CALIBRATION_FILE)
+    if default.is_file():
+        with resources.as_file(default) as path:
+            return load_models(path), "<default>"
+    return {}, "none"

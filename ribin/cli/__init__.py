@@ -14,11 +14,23 @@ def main() -> None:
 
 
 def _register() -> None:
+    from ribin.cli.calibrate import calibrate
+    from ribin.cli.compare import compare
     from ribin.cli.demo import demo
+    from ribin.cli.ingest import ingest
+    from ribin.cli.search import search
+    from ribin.cli.keys import keys
     from ribin.cli.store import store
+    from ribin.cli.sync import sync
 
     main.add_command(demo)
+    main.add_command(ingest)
+    main.add_command(search)
+    main.add_command(compare)
+    main.add_command(calibrate)
     main.add_command(store)
+    main.add_command(keys)
+    main.add_command(sync)
 
 
 _register()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import click
 
 from ribin.cli._common import user_errors
-
-_COLUMNS = ("file", "firearm", "batch", "modality", "caliber")
+from ribin.cli._options import progress_bar
 
 
 @click.command()
@@ -15,18 +17,54 @@ _COLUMNS = ("file", "firearm", "batch", "modality", "caliber")
     type=click.Path(file_okay=False),
     default="ribin-demo",
     show_default=True,
-    help="Folder for what the demo writes.",
+    help="Folder for what the demo writes (the store, and the casings if regenerated).",
 )
+@click.option("--modality", type=click.Choice(["3d", "2d"]), default="3d", show_default=True)
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True)
 @user_errors
-def demo(out: str) -> None:
-    """List the bundled synthetic casings (later: ingest them and search)."""
-    from ribin.synthetic import locate_or_generate
+def demo(out: str, modality: str, top: int) -> None:
+    """Ingest the synthetic casings as Barbados, Belize and Jamaica; search at three scopes.
 
-    manifest = locate_or_generate(out)
-    rows = [[str(row[key]) for key in _COLUMNS] for row in manifest]
-    widths = [max(len(name), *(len(r[i]) for r in rows)) for i, name in enumerate(_COLUMNS)]
-    click.echo("  ".join(name.ljust(w) for name, w in zip(_COLUMNS, widths, strict=True)))
-    for r in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
-    firearms = len({row["firearm"] for row in manifest})
-    click.echo(f"{len(manifest)} files, {firearms} firearms")
+    The casings (data/synthetic_casings, regenerated under OUT when not found) are spread
+    over the three countries, one shot of each firearm being a questioned casing. The first
+    firearm's questioned casing is then searched within its own country, the BB/BZ/JM
+    cluster, and the whole network.
+    """
+    from ribin.calibration import models_for_store
+    from ribin.cli.search import format_table
+    from ribin.demo import SCOPES, build_demo_store, questioned_casing
+    from ribin.search import search
+    from ribin.store import SignatureStore
+    from ribin.synthetic import find_committed_set, locate_or_generate
+
+    rows = locate_or_generate(out)
+    casings = find_committed_set() or Path(out) / "synthetic_casings"
+    store_path = Path(out) / "store"
+    Path(out).mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    chosen = sum(1 for r in rows if r["modality"] == modality)
+    with progress_bar("ingesting", chosen) as bar:
+        results = build_demo_store(
+            casings,
+            rows,
+            store_path,
+            modality=modality,
+            progress=lambda done, total: bar.update(done - bar.pos),
+        )
+    added = sum(r.added for r in results)
+    click.echo(
+        f"store {store_path}: {len(results)} {modality} casings from {casings} "
+        f"({added} new) in {time.perf_counter() - started:.1f} s"
+    )
+    query = questioned_casing(rows, modality)
+    models, source = models_for_store(store_path)
+    with SignatureStore.open(store_path, "r") as store:
+        for scope in SCOPES:
+            click.echo("")
+            result = search(store, query, scope=scope, top=top, calibration=models)
+            click.echo(format_table(result))
+    click.echo("")
+    click.echo(
+        f"calibration: {source}. A likelihood ratio supports the examiner's comparison "
+        "under the microscope; it is not a conclusion."
+    )

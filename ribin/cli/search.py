@@ -1,0 +1,115 @@
+"""``ribin search``: ranked candidates for a query exhibit within a scope."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ribin.cli._common import echo_json, user_errors
+from ribin.cli._options import extract_kwargs, extraction_options, progress_bar
+
+
+@click.command()
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.argument("query")
+@click.option("--country", help="Searching country (default: the stored query's country).")
+@click.option(
+    "--scope",
+    required=True,
+    help="country, cluster:NAME, network, or country codes (BB,JM).",
+)
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--exhaustive", is_flag=True, help="Fully compare every candidate in scope.")
+@click.option(
+    "--network",
+    "network_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Network file (default: the example shipped with RIBIN).",
+)
+@click.option("--filter-caliber", help="Only candidates of this caliber.")
+@click.option("--modality", type=click.Choice(["3d", "2d"]), help="Default: the query's.")
+@click.option("--role", type=click.Choice(["known", "questioned", "other"]))
+@click.option("--from", "date_from", help="Acquired on or after (ISO 8601).")
+@click.option("--to", "date_to", help="Acquired on or before (ISO 8601).")
+@extraction_options
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@user_errors
+def search(store: str, query: str, **params) -> None:
+    """Rank the exhibits of STORE against QUERY (a casing file or a stored exhibit ID)."""
+    from ribin.calibration import models_for_store
+    from ribin.ingest import extract_file
+    from ribin.network import load_network
+    from ribin.search import Filters
+    from ribin.search import search as run_search
+    from ribin.store import SignatureStore
+
+    as_json = params.pop("as_json")
+    pixel_size = params.pop("pixel_size")
+    options = extract_kwargs(params)
+    network = load_network(params["network_file"])
+    filters = Filters(
+        caliber=params["filter_caliber"],
+        modality=params["modality"],
+        role=params["role"],
+        acquired_from=params["date_from"],
+        acquired_to=params["date_to"],
+    )
+    country = params["country"].upper() if params["country"] else None
+    models, calibration_source = models_for_store(store)
+    with SignatureStore.open(store, "r") as opened:
+        target = (
+            extract_file(query, pixel_size_um=pixel_size, **options)
+            if Path(query).is_file()
+            else query
+        )
+        with progress_bar("comparing", 1) as bar:
+
+            def step(done: int, total: int) -> None:
+                bar.length = total
+                bar.update(1)
+
+            result = run_search(
+                opened,
+                target,
+                scope=params["scope"],
+                searcher=country,
+                top=params["top"],
+                exhaustive=params["exhaustive"],
+                network=network,
+                filters=filters,
+                calibration=models,
+                progress=step,
+            )
+    if as_json:
+        document = result.to_json()
+        document["provenance"]["calibration_file"] = calibration_source
+        echo_json(document)
+        return
+    click.echo(format_table(result))
+
+
+def format_table(result) -> str:
+    """The human table of a :class:`ribin.search.SearchResult`."""
+    lines = [
+        f"query {result.query}, searched by {result.searcher}, scope {result.scope} "
+        f"({', '.join(result.countries)}): {result.compared} full comparisons of "
+        f"{result.considered} candidates in {result.seconds:.1f} s",
+        f"{'rank':>4}  {'exhibit':<20} {'cc':<3} {'score':>7} {'log10 LR':>9}  "
+        f"{'BF rank/score/CMC':<20} {'FP rank/score/CMC':<20}",
+    ]
+    for c in result.candidates:
+        lr = f"{c.log_lr:+9.2f}" if c.log_lr is not None else f"{'-':>9}"
+        lines.append(
+            f"{c.rank:>4}  {c.exhibit_id:<20} {c.country:<3} {c.score:7.2f} {lr}  "
+            f"{_region(c.breech_face):<20} {_region(c.firing_pin):<20}"
+        )
+    if not result.candidates:
+        lines.append("      (no candidate in scope)")
+    return "\n".join(lines)
+
+
+def _region(match) -> str:
+    if match is None or match.score is None:
+        return "-"
+    return f"{match.rank} / {match.score:.2f} / {match.cmc_count}"

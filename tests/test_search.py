@@ -1,0 +1,170 @@
+"""Search: scopes, sharing, filters, ranking and the JSON contract, on small textures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from ribin.calibration import fit_calibration, model_key
+from ribin.errors import InputError
+from ribin.exhibit import Exhibit, Signature
+from ribin.search import Filters, search
+from ribin.store import SignatureStore
+
+PIXEL_UM = 12.5
+SIZE = 160
+
+
+def _texture(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.normal(size=(SIZE + 40, SIZE + 40)), 2.0)
+    return field / field.std()
+
+
+def _shot(texture: np.ndarray, seed: int, angle: float) -> np.ndarray:
+    """A rotated, shifted, noisy view of ``texture``, NaN outside a disc."""
+    rng = np.random.default_rng(seed)
+    turned = ndimage.rotate(texture, angle, reshape=False, order=1, mode="nearest")
+    dy, dx = rng.integers(-6, 7, size=2)
+    view = turned[20 + dy : 20 + dy + SIZE, 20 + dx : 20 + dx + SIZE]
+    view = view + 0.4 * rng.normal(size=view.shape)
+    yy, xx = np.mgrid[:SIZE, :SIZE] - (SIZE - 1) / 2
+    view = np.where(np.hypot(yy, xx) < SIZE / 2 - 2, view, np.nan)
+    return view.astype(np.float32)
+
+
+def _exhibit(name: str, firearm: int, shot: int) -> Exhibit:
+    surface = _shot(_texture(firearm), 1000 * firearm + shot, angle=37.0 * shot)
+    signature = Signature("breech_face", surface, PIXEL_UM, "3d", params={"test": 1})
+    return Exhibit(name, signature, None, f"{firearm:064x}", f"{name}.x3p", "test")
+
+
+# (exhibit_id, firearm, shot, country, sharing, caliber, role, acquired_at)
+ROWS = [
+    ("BB-Q1", 1, 0, "BB", "network", "9mm", "questioned", "2026-03-01"),
+    ("BB-K1", 1, 1, "BB", "network", "9mm", "known", "2026-01-10"),
+    ("JM-K1", 1, 2, "JM", "cluster", "9mm", "known", "2025-06-01"),
+    ("BZ-K2", 2, 1, "BZ", "network", "9mm", "known", "2026-02-01"),
+    ("JM-K3", 3, 1, "JM", "local", "9mm", "known", "2026-02-01"),
+    ("US-K1", 1, 3, "US", "network", ".40 S&W", "known", ""),
+    ("TT-K4", 4, 1, "TT", "network", "9mm", "other", "2026-02-02"),
+]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("search") / "store"
+    batch = [
+        (
+            _exhibit(name, firearm, shot),
+            {
+                "country": cc,
+                "sharing": sharing,
+                "caliber": caliber,
+                "role": role,
+                "acquired_at": date,
+            },
+        )
+        for name, firearm, shot, cc, sharing, caliber, role, date in ROWS
+    ]
+    with SignatureStore.open(path, "a") as writer:
+        writer.add_many(batch)
+    with SignatureStore.open(path, "r") as reader:
+        yield reader
+
+
+def _ids(result) -> list[str]:
+    return [c.exhibit_id for c in result.candidates]
+
+
+def test_true_matches_rank_first(store):
+    result = search(store, "BB-Q1", scope="network", exhaustive=True)
+    top3 = set(_ids(result)[:3])
+    assert top3 == {"BB-K1", "JM-K1", "US-K1"}
+    scores = [c.score for c in result.candidates]
+    assert scores == sorted(scores, reverse=True)
+    assert result.candidates[0].breech_face.cmc_count > result.candidates[-1].breech_face.cmc_count
+
+
+def test_query_is_never_its_own_candidate(store):
+    result = search(store, "BB-Q1", scope="network", exhaustive=True)
+    assert "BB-Q1" not in _ids(result)
+    # the same exhibit searched as a fresh (unstored) exhibit is not found either
+    fresh = store.get("BB-Q1").exhibit
+    again = search(store, fresh, searcher="BB", scope="network", exhaustive=True)
+    assert "BB-Q1" not in _ids(again)
+
+
+@pytest.mark.parametrize(
+    ("searcher", "scope", "expected"),
+    [
+        ("BB", "country", {"BB-K1"}),
+        ("BB", "cluster:ribin", {"BB-K1", "JM-K1", "BZ-K2"}),  # JM-K3 is JM-local
+        ("JM", "cluster:ribin", {"BB-K1", "JM-K1", "BZ-K2", "JM-K3"}),
+        ("US", "network", {"BB-K1", "BZ-K2", "TT-K4", "US-K1"}),  # JM-K1: cluster only
+        ("TT", "JM", {"JM-K1"}),  # TT shares the caricom cluster with JM
+    ],
+)
+def test_scope_and_sharing(store, searcher, scope, expected):
+    query = store.get("BB-Q1").exhibit
+    result = search(store, query, searcher=searcher, scope=scope, exhaustive=True, top=50)
+    assert set(_ids(result)) == expected
+
+
+def test_filters(store):
+    result = search(
+        store,
+        "BB-Q1",
+        scope="network",
+        exhaustive=True,
+        filters=Filters(caliber="9MM", role="known", acquired_from="2026-01-01"),
+    )
+    assert set(_ids(result)) == {"BB-K1", "BZ-K2"}
+    dated = search(
+        store, "BB-Q1", scope="network", exhaustive=True, filters=Filters(acquired_to="2026-02-01")
+    )
+    assert set(_ids(dated)) == {"BB-K1", "JM-K1", "BZ-K2"}
+
+
+def test_shortlist_limits_full_comparisons(store):
+    from ribin.search import SearchParams
+
+    result = search(
+        store, "BB-Q1", scope="network", params=SearchParams(shortlist_min=2, shortlist_fraction=0)
+    )
+    assert result.compared == 2
+    assert len(result.candidates) == 2
+    assert result.considered == 5
+
+
+def test_calibrated_log_lr_and_json_contract(store):
+    model = fit_calibration([10.0, 14.0, 20.0], [0.5, 1.0, 2.0, 3.0])
+    result = search(
+        store,
+        "BB-Q1",
+        scope="network",
+        exhaustive=True,
+        top=3,
+        calibration={model_key("breech_face", "3d"): model},
+    )
+    document = result.to_json()
+    assert set(document) >= {"query", "scope", "candidates", "compared", "seconds"}
+    first = document["candidates"][0]
+    assert set(first) >= {"rank", "exhibit_id", "country", "score", "breech_face", "log_lr"}
+    assert first["rank"] == 1 and first["firing_pin"] is None
+    assert first["log_lr"] == pytest.approx(float(model.log10_lr(first["score"])))
+    lrs = [c["log_lr"] for c in document["candidates"]]
+    assert lrs == sorted(lrs, reverse=True)
+    assert document["provenance"]["query_content_id"] == store.get("BB-Q1").content_id
+    assert len(document["candidates"]) == 3
+
+
+def test_errors(store):
+    fresh = store.get("BB-Q1").exhibit
+    with pytest.raises(InputError, match="which country is searching"):
+        search(store, fresh, scope="network")
+    with pytest.raises(InputError, match="unknown cluster"):
+        search(store, "BB-Q1", scope="cluster:atlantis")
+    with pytest.raises(KeyError):
+        search(store, "NOPE", scope="network")
