@@ -1,0 +1,151 @@
+"""Speed of CMC comparison against an OpenCV baseline doing the same work.
+
+Comparisons per second of Fadul breech faces (6.25 um, 545 x 545) for the full-circle
+sweep and the aligned -30..30 deg sweep, both directions, 8 x 8 cells. The baseline, written
+here in its most straightforward fast form, rotates the target with ``cv2.warpAffine`` per
+rotation and finds every cell with ``cv2.matchTemplate(TM_CCOEFF_NORMED)`` in a region
+three cells wide, with the same grid, sweep and vote. Timings interleave the two methods
+pair by pair (the machine may be shared) and report medians. First-call compile time is
+measured in fresh processes with an empty and with a warm Numba cache.
+
+    python benchmarks/bench_compare_speed.py [--repeats 2] [--pairs 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import cv2
+import numpy as np
+from _common import fadul_signatures, machine
+
+from ribin.compare import (
+    CMCParams,
+    _decide,
+    _Grid,
+    _Sweep,
+    _window,
+    compare,
+)
+
+SWEEPS = {
+    "full 360 deg": CMCParams(),
+    "aligned +-30 deg": CMCParams(angle_range_deg=(-30.0, 30.0)),
+}
+
+
+def _opencv_sweep(ref: np.ndarray, target: np.ndarray, angles, params: CMCParams) -> _Sweep:
+    grid = _Grid.of(ref, params, "ref")
+    h, w = grid.h, grid.w
+    mr, mc = (params.region_scale - 1) * h // 2, (params.region_scale - 1) * w // 2
+    ref0 = np.nan_to_num(grid.image - np.nanmean(grid.image)).astype(np.float32)
+    tgt0 = np.nan_to_num(target - np.nanmean(target)).astype(np.float32)
+    c_t = ((target.shape[1] - 1) / 2, (target.shape[0] - 1) / 2)
+    c_r = ((ref.shape[1] - 1) / 2, (ref.shape[0] - 1) / 2)
+    n = len(grid.tops)
+    dx = np.full((len(angles), n), np.nan)
+    dy = np.full((len(angles), n), np.nan)
+    corr = np.full((len(angles), n), np.nan)
+    for a, theta in enumerate(angles):
+        m = cv2.getRotationMatrix2D(c_t, float(theta), 1.0)
+        m[:, 2] += (c_r[0] - c_t[0], c_r[1] - c_t[1])
+        size = (grid.image.shape[1], grid.image.shape[0])
+        moved = cv2.warpAffine(tgt0, m, size, flags=cv2.INTER_LINEAR, borderValue=0)
+        moved = cv2.copyMakeBorder(moved, mr, mr, mc, mc, cv2.BORDER_CONSTANT, value=0)
+        for k in range(n):
+            top, left = int(grid.tops[k]), int(grid.lefts[k])
+            cell = ref0[top : top + h, left : left + w]
+            region = moved[top : top + h + 2 * mr, left : left + w + 2 * mc]
+            res = cv2.matchTemplate(region, cell, cv2.TM_CCOEFF_NORMED)
+            _, best, _, loc = cv2.minMaxLoc(res)
+            dx[a, k], dy[a, k], corr[a, k] = loc[0] - mc, loc[1] - mr, best
+    return _Sweep(angles=np.asarray(angles, float), dx=dx, dy=dy, corr=corr)
+
+
+def opencv_compare(a, b, params: CMCParams) -> int:
+    """CMC count of the baseline: both directions, the second at the first's rotation."""
+    shift_max = params.shift_max_um / a.pixel_size_um
+    fwd = _decide(_opencv_sweep(a.surface, b.surface, params.angles(), params), params, shift_max)
+    back = _window(-fwd.rotation, params)
+    bwd = _decide(_opencv_sweep(b.surface, a.surface, back, params), params, shift_max)
+    return min(fwd.count, bwd.count)
+
+
+def compile_seconds() -> tuple[float, float]:
+    """First-call minus second-call time of compare(), empty cache then warm cache."""
+    code = (
+        "import sys, time; sys.path.insert(0, 'benchmarks');"
+        "from _common import fadul_signatures; from ribin.compare import compare, CMCParams;"
+        "_, _, s = fadul_signatures(); p = CMCParams(angle_range_deg=(-6, 6));"
+        "t = time.perf_counter(); compare(s[0], s[1], p); first = time.perf_counter() - t;"
+        "t = time.perf_counter(); compare(s[0], s[1], p); second = time.perf_counter() - t;"
+        "print(first - second)"
+    )
+    out = []
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for _ in range(2):
+            res = subprocess.run(
+                [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+            )
+            out.append(float(res.stdout.strip().splitlines()[-1]))
+    return out[0], out[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--pairs", type=int, default=4, help="pairs timed (half matches)")
+    parser.add_argument("--no-compile", action="store_true", help="skip compile timing")
+    args = parser.parse_args(argv)
+
+    cv2.setNumThreads(os.cpu_count() or 1)
+    print(f"machine: {machine()}; opencv {cv2.__version__} ({cv2.getNumThreads()} threads)")
+    _, labels, sigs = fadul_signatures()
+    matches = [(i, j) for i in range(len(sigs)) for j in range(i + 1, len(sigs))]
+    km = [p for p in matches if labels[p[0]] == labels[p[1]]]
+    knm = [p for p in matches if labels[p[0]] != labels[p[1]]]
+    rng = np.random.default_rng(0)
+    half = max(1, args.pairs // 2)
+    chosen = [km[i] for i in rng.choice(len(km), half, replace=False)]
+    chosen += [knm[i] for i in rng.choice(len(knm), args.pairs - half, replace=False)]
+    compare(sigs[0], sigs[1], SWEEPS["aligned +-30 deg"])  # compile / load cache
+
+    print(
+        f"\n{'sweep':<18} {'pairs':>5} {'ribin cmp/s':>12} {'opencv cmp/s':>13} "
+        f"{'ratio':>6}   CMC ribin / opencv per pair"
+    )
+    for label, params in SWEEPS.items():
+        ours, base, ratios, counts = [], [], [], []
+        for i, j in chosen:
+            t_ours, t_base = [], []
+            for _ in range(args.repeats):
+                t = time.perf_counter()
+                c_ours = compare(sigs[i], sigs[j], params).cmc_count
+                t_ours.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                c_base = opencv_compare(sigs[i], sigs[j], params)
+                t_base.append(time.perf_counter() - t)
+            ours.append(np.median(t_ours))
+            base.append(np.median(t_base))
+            ratios.append(base[-1] / ours[-1])
+            kind = "KM" if labels[i] == labels[j] else "KNM"
+            counts.append(f"{kind} {c_ours}/{c_base}")
+        print(
+            f"{label:<18} {len(chosen):>5} {1 / np.median(ours):>12.2f} "
+            f"{1 / np.median(base):>13.2f} {np.median(ratios):>5.1f}x   {', '.join(counts)}"
+        )
+        sys.stdout.flush()
+    if not args.no_compile:
+        cold, warm = compile_seconds()
+        print(f"\nfirst-call compile: {cold:.1f} s with an empty cache, {warm:.1f} s cached")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""compare(): registration recovery on made-up surfaces, input checks, a Fadul known match."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.ndimage
+from ribin.kernels.resample import _rotate_masked
+
+from ribin.compare import CMCParams, Comparison, compare
+from ribin.errors import InputError
+from ribin.exhibit import Signature
+
+# Coarse pixels keep the 125 um congruence tolerance (10 px) well inside the small cells.
+PIXEL_UM = 12.5
+SMALL = CMCParams(grid=(4, 4), angle_range_deg=(-30.0, 30.0))
+
+
+def ring_surface(rng, size=120, blur=1.0):
+    """Band-limited random surface on an annulus, NaN outside (a small breech face)."""
+    field = scipy.ndimage.gaussian_filter(rng.normal(size=(size, size)), blur)
+    field = (field / field.std()).astype(np.float32)
+    y, x = np.indices(field.shape) - (size - 1) / 2
+    r = np.hypot(x, y)
+    field[(r > 0.48 * size) | (r < 0.18 * size)] = np.nan
+    return field
+
+
+def rotated(surface, degrees, shift=(0, 0)):
+    c = (surface.shape[0] - 1) / 2
+    out = _rotate_masked(surface, math.radians(degrees), *surface.shape, c, c, c, c)
+    return np.roll(out, shift, axis=(0, 1))
+
+
+def signature(surface, pixel_um=PIXEL_UM, kind="breech_face"):
+    return Signature(kind, surface, pixel_um, "3d")
+
+
+@pytest.mark.parametrize("search", ["coarse_to_fine", "exhaustive"])
+def test_recovers_rotation_and_translation(search):
+    rng = np.random.default_rng(0)
+    a = ring_surface(rng)
+    b = rotated(a, 12.0, shift=(4, -6))
+    noise = rng.normal(scale=0.3, size=b.shape).astype(np.float32)
+    result = compare(
+        signature(a), signature(b + noise), CMCParams(**{**SMALL.__dict__, "search": search})
+    )
+    assert isinstance(result, Comparison)
+    # b is a turned 12 deg counterclockwise: turning b back takes -12 deg.
+    assert abs(result.registration.rotation_deg + 12.0) <= SMALL.angle_step_deg
+    assert result.cmc_count >= 0.7 * min(result.forward.n_cells, result.backward.n_cells)
+    assert result.overall_corr > 0.5
+    congruent = [c for c in result.cells if c.congruent]
+    assert congruent and all(c.corr >= SMALL.corr_min for c in congruent)
+    assert result.registration.dx_um == pytest.approx(result.registration.dx_px * PIXEL_UM)
+    assert int(result.score) == result.cmc_count
+
+
+def test_unrelated_surfaces_have_few_cmcs():
+    rng = np.random.default_rng(1)
+    a, b = ring_surface(rng), ring_surface(rng)
+    match = compare(signature(a), signature(rotated(a, -9.0)), SMALL)
+    other = compare(signature(a), signature(b), SMALL)
+    assert other.cmc_count <= 2
+    assert match.score > other.score
+
+
+def test_full_circle_finds_large_rotation_and_shapes_may_differ():
+    rng = np.random.default_rng(2)
+    a = ring_surface(rng)
+    b = np.pad(rotated(a, 150.0), ((3, 0), (0, 5)), constant_values=np.nan)
+    result = compare(signature(a), signature(b), CMCParams(grid=(4, 4)))
+    assert abs((result.registration.rotation_deg + 150.0 + 180) % 360 - 180) <= 3.0
+    assert result.cmc_count >= 0.7 * result.forward.n_cells
+
+
+def test_symmetric_counts_and_empty_cells_ignored():
+    rng = np.random.default_rng(3)
+    a = ring_surface(rng)
+    a[:30, :30] = np.nan  # the top-left cell has no valid pixel
+    b = rotated(a, 6.0)
+    ab = compare(signature(a), signature(b), SMALL)
+    ba = compare(signature(b), signature(a), SMALL)
+    assert ab.cmc_count == pytest.approx(ba.cmc_count, abs=2)
+    assert ab.forward.n_cells == 15
+    assert 0 not in {cell.index for cell in ab.forward.cells}
+
+
+def test_input_checks():
+    rng = np.random.default_rng(4)
+    a = ring_surface(rng)
+    with pytest.raises(InputError, match="pixel sizes differ"):
+        compare(signature(a), signature(a, pixel_um=14.0))
+    with pytest.raises(InputError, match="firing_pin"):
+        compare(signature(a), signature(a, kind="firing_pin"))
+    with pytest.raises(InputError, match="no valid pixel"):
+        compare(signature(a), signature(np.full((50, 50), np.nan, np.float32)))
+
+
+@pytest.mark.slow
+def test_fadul_known_match_outranks_every_non_match_of_its_query(fadul_dir):
+    """Query F (firearm 1): its known match 1-1 scores above all 16 other-firearm scans."""
+    import csv
+
+    from ribin.io import read_x3p
+
+    with open(fadul_dir / "truth.csv", newline="") as fh:
+        firearm = {row["file"]: int(row["firearm"]) for row in csv.DictReader(fh)}
+
+    def load(name):
+        scan = read_x3p(fadul_dir / name)
+        surface = (np.asarray(scan.heights) * 1e6).astype(np.float32)
+        return signature(surface, scan.pixel_size_x_um)
+
+    query = load("Fadul F.x3p")
+    params = CMCParams(angle_range_deg=(-30.0, 30.0))  # these scans are roughly aligned
+    match = compare(query, load("Fadul 1-1.x3p"), params)
+    non_matches = [
+        compare(query, load(name), params).score
+        for name in sorted(firearm)
+        if firearm[name] != firearm["Fadul F.x3p"]
+    ]
+    assert len(non_matches) == 16
+    assert match.score > max(non_matches)

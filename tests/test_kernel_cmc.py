@@ -1,0 +1,225 @@
+"""Kernels of the CMC comparison against their NumPy references (tests/reference.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import reference as ref
+import scipy.fft
+from numpy.testing import assert_allclose, assert_array_equal
+from ribin.kernels.cmc import _congruent_vote, _vote_per_rotation
+from ribin.kernels.ncc import (
+    _best_lags,
+    _centred_templates,
+    _extract_regions,
+    _masked_corr_at,
+    _masked_ncc_map,
+    _overall_corr,
+)
+from ribin.kernels.resample import _downsample_mean, _rotate_masked
+
+
+def masked_field(rng, shape, nan_fraction=0.3):
+    """Random float32 surface with NaN holes (blobs and single pixels)."""
+    field = rng.normal(size=shape).astype(np.float32)
+    field[rng.random(shape) < nan_fraction / 3] = np.nan
+    r0, c0 = rng.integers(0, shape[0]), rng.integers(0, shape[1])
+    field[r0 : r0 + shape[0] // 3, c0 : c0 + shape[1] // 4] = np.nan
+    return field
+
+
+@pytest.mark.parametrize("shape", [(13, 17), (16, 16), (9, 21)])
+@pytest.mark.parametrize("theta", [0.0, 0.3, -1.1, math.pi / 2, 2.9])
+def test_rotate_masked_matches_reference(shape, theta):
+    rng = np.random.default_rng(hash((shape, theta)) % 2**32)
+    image = masked_field(rng, shape)
+    out_shape = (shape[0] + 2, shape[1] - 1)
+    c_in = ((shape[0] - 1) / 2, (shape[1] - 1) / 2)
+    c_out = ((out_shape[0] - 1) / 2 + 0.5, (out_shape[1] - 1) / 2)
+    got = _rotate_masked(image, theta, *out_shape, *c_in, *c_out)
+    want = ref.rotate_masked(image, theta, out_shape, c_in, c_out)
+    assert got.dtype == np.float32
+    assert_array_equal(np.isnan(got), np.isnan(want))
+    assert_allclose(got, want, rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+def test_rotate_identity_and_quarter_turn():
+    rng = np.random.default_rng(1)
+    image = masked_field(rng, (11, 11))
+    c = (5.0, 5.0)
+    assert_array_equal(_rotate_masked(image, 0.0, 11, 11, *c, *c), image)
+    quarter = _rotate_masked(image, math.pi / 2, 11, 11, *c, *c)
+    # Counterclockwise on screen: the output's first row is the input's last column.
+    assert_allclose(quarter, np.rot90(image, 1), atol=1e-5, equal_nan=True)
+
+
+def test_rotate_all_nan():
+    image = np.full((8, 9), np.nan, dtype=np.float32)
+    assert np.isnan(_rotate_masked(image, 0.4, 8, 9, 3.5, 4.0, 3.5, 4.0)).all()
+
+
+@pytest.mark.parametrize("shape,factor,min_valid", [((13, 17), 2, 2), ((12, 9), 3, 1)])
+def test_downsample_mean_matches_reference(shape, factor, min_valid):
+    rng = np.random.default_rng(2)
+    image = masked_field(rng, shape)
+    got = _downsample_mean(image, factor, min_valid)
+    want = ref.downsample_mean(image, factor, min_valid)
+    assert_allclose(got, want, rtol=1e-6, atol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_masked_corr_at_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    template = masked_field(rng, (5, 7))
+    region = masked_field(rng, (11, 12))
+    for u, v in [(0, 0), (6, 5), (3, 2)]:
+        got = _masked_corr_at(template, region, u, v)
+        want = ref.masked_corr_at(template, region, u, v)
+        assert got[1] == want[1]
+        assert_allclose(got[0], want[0], rtol=1e-9, equal_nan=True)
+
+
+def test_masked_corr_at_degenerate():
+    template = np.full((4, 4), np.nan, dtype=np.float32)
+    region = np.ones((6, 6), dtype=np.float32)
+    corr, n = _masked_corr_at(template, region, 1, 1)
+    assert np.isnan(corr) and n == 0
+    corr, n = _masked_corr_at(np.ones((4, 4), np.float32), region, 0, 0)
+    assert np.isnan(corr) and n == 16  # constant: no correlation defined
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_masked_ncc_map_matches_reference(seed):
+    rng = np.random.default_rng(10 + seed)
+    template = masked_field(rng, (6, 5))
+    region = masked_field(rng, (13, 11))
+    got = _masked_ncc_map(template, region, 8)
+    want = ref.masked_ncc_map(template, region, 8)
+    assert_allclose(got, want, rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
+def test_masked_ncc_map_matches_padfield():
+    """Padfield's FFT masked NCC (scikit-image) agrees where the template fits inside."""
+    from skimage.registration._masked_phase_cross_correlation import cross_correlate_masked
+
+    rng = np.random.default_rng(5)
+    template = masked_field(rng, (7, 6), 0.2).astype(np.float64)
+    region = masked_field(rng, (15, 14), 0.2).astype(np.float64)
+    got = _masked_ncc_map(template.astype(np.float32), region.astype(np.float32), 1)
+    full = cross_correlate_masked(
+        np.nan_to_num(region),
+        np.nan_to_num(template),
+        ~np.isnan(region),
+        ~np.isnan(template),
+        mode="full",
+        axes=(0, 1),
+        overlap_ratio=0.0,
+    )
+    # skimage's "full" map holds lag (u, v) at index (u + h - 1, v + w - 1) for region
+    # against a flipped template; keep the lags where the template lies inside.
+    h, w = template.shape
+    want = full[h - 1 : region.shape[0], w - 1 : region.shape[1]]
+    finite = np.isfinite(got)
+    assert finite.sum() > 0.8 * got.size
+    assert_allclose(got[finite], want[finite], atol=1e-6)
+
+
+def _cells_setup(seed, image_shape=(30, 34), h=7, w=6, margin=4):
+    rng = np.random.default_rng(seed)
+    image = masked_field(rng, image_shape)
+    target = masked_field(rng, (image_shape[0] + 3, image_shape[1] - 2))
+    tops = np.array([0, 7, 14, 20], dtype=np.int64)
+    lefts = np.array([0, 12, 5, 27], dtype=np.int64)
+    image[tops[2] : tops[2] + h, lefts[2] : lefts[2] + w] = np.nan  # an all-NaN cell
+    rows, cols = h + 2 * margin, w + 2 * margin
+    fft_shape = (rows + 1, cols + 3)
+    return image, target, tops, lefts, h, w, rows, cols, fft_shape
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_centred_templates_and_regions_match_reference(seed):
+    image, target, tops, lefts, h, w, rows, cols, fft_shape = _cells_setup(seed)
+    templates, valid = _centred_templates(image, tops, lefts, h, w, *fft_shape)
+    want_t, want_valid = ref.centred_templates(image, tops, lefts, h, w, fft_shape)
+    assert_array_equal(valid, want_valid)
+    assert valid[2] == 0
+    assert_allclose(templates, want_t, atol=1e-5)
+    # Region corners off the image on every side.
+    r_tops = tops - 4 + np.array([-3, 0, 20, 2])
+    r_lefts = lefts - 4 + np.array([0, -9, 0, 4])
+    raw, centred = _extract_regions(target, r_tops, r_lefts, rows, cols, *fft_shape)
+    want_raw, want_c = ref.extract_regions(target, r_tops, r_lefts, rows, cols, fft_shape)
+    assert_allclose(raw, want_raw, equal_nan=True)
+    assert_allclose(centred, want_c, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_best_lags_matches_reference(seed):
+    image, target, tops, lefts, h, w, rows, cols, fft_shape = _cells_setup(seed)
+    templates, valid = _centred_templates(image, tops, lefts, h, w, *fft_shape)
+    raw, centred = _extract_regions(target, tops - 4, lefts - 4, rows, cols, *fft_shape)
+    lags = (rows - h + 1, cols - w + 1)
+    ccf = ref.direct_ccf(templates, centred, h, w, lags)
+    min_overlap = np.maximum(2, valid // 2).astype(np.int64)
+    got = _best_lags(ccf, centred, raw, image, tops, lefts, h, w, min_overlap)
+    want = ref.best_lags(ccf, centred, raw, image, tops, lefts, h, w, min_overlap)
+    for g, x in zip(got[:2], want[:2], strict=True):
+        assert_array_equal(g, x)
+    assert_allclose(got[2], want[2], rtol=1e-9, equal_nan=True)
+    assert_array_equal(got[3], want[3])
+    assert got[0][2] == -1 and np.isnan(got[2][2])  # the all-NaN cell finds nothing
+
+
+def test_fft_ccf_equals_direct_sums():
+    """The FFT cross-correlation used by compare() equals the explicit sums on valid lags."""
+    image, target, tops, lefts, h, w, rows, cols, fft_shape = _cells_setup(7)
+    templates, _ = _centred_templates(image, tops, lefts, h, w, *fft_shape)
+    _, centred = _extract_regions(target, tops - 4, lefts - 4, rows, cols, *fft_shape)
+    spectra = scipy.fft.rfft2(centred) * np.conj(scipy.fft.rfft2(templates))
+    ccf = scipy.fft.irfft2(spectra, s=fft_shape)
+    lags = (rows - h + 1, cols - w + 1)
+    want = ref.direct_ccf(templates, centred, h, w, lags)
+    assert_allclose(ccf[:, : lags[0], : lags[1]], want, atol=1e-4)
+
+
+@pytest.mark.parametrize("shift", [(0, 0), (2, -3)])
+def test_overall_corr_matches_reference(shift):
+    rng = np.random.default_rng(3)
+    a = masked_field(rng, (12, 15))
+    b = masked_field(rng, (14, 13))
+    got = _overall_corr(a, b, *shift)
+    want = ref.overall_corr(a, b, *shift)
+    assert got[1] == want[1]
+    assert_allclose(got[0], want[0], rtol=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_congruent_vote_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    n = 20
+    dx = np.round(rng.normal(0, 30, n))
+    dy = np.round(rng.normal(0, 30, n))
+    dx[:8] = 10 + rng.integers(-3, 4, 8)  # a congruent group
+    dy[:8] = -5 + rng.integers(-3, 4, 8)
+    corr = rng.uniform(0.2, 0.9, n)
+    corr[3] = np.nan
+    got = _congruent_vote(dx, dy, corr, 0.5, 10.0)
+    want = ref.congruent_vote(dx, dy, corr, 0.5, 10.0)
+    assert got[0] == want[0]
+    assert_allclose(got[1:3], want[1:3], equal_nan=True)
+    assert_array_equal(got[3], want[3])
+
+
+def test_vote_no_candidate_and_per_rotation():
+    dx = np.zeros((3, 4))
+    dy = np.zeros((3, 4))
+    corr = np.full((3, 4), np.nan)
+    corr[1] = [0.6, 0.7, 0.1, 0.8]
+    counts, consensus, congruent = _vote_per_rotation(dx, dy, corr, 0.5, 5.0)
+    assert_array_equal(counts, [0, 3, 0])
+    assert np.isnan(consensus[0]).all() and (consensus[1] == 0).all()
+    assert_array_equal(congruent[1], [True, True, False, True])
+    count, cx, _, flags = _congruent_vote(dx[0], dy[0], corr[0], 0.5, 5.0)
+    assert count == 0 and np.isnan(cx) and not flags.any()
