@@ -247,8 +247,7 @@ def search(
         keep &= np.isclose(table.pixel_size_um.astype(np.float64), signature.pixel_size_um, 0.01)
         if stored is not None:
             keep &= ~(
-                (table.content_id == stored.content_id)
-                & (table.country == stored.metadata.country)
+                (table.content_id == stored.content_id) & (table.country == stored.metadata.country)
             )
         keep &= table.signature_id != signature.id  # the same data stored under another ID
         rows = np.flatnonzero(keep)

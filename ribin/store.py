@@ -94,6 +94,25 @@ class ExhibitNotFoundError(StoreError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class AmbiguousExhibitError(StoreError, KeyError):
+    """Several countries hold this exhibit_id; name one as ``CC/ID`` or with ``country=``."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def _split_key(name: str) -> tuple[str | None, str]:
+    """``"JM/Q-1"`` -> ``("JM", "Q-1")``; ``"Q-1"`` -> ``(None, "Q-1")``."""
+    country, sep, rest = name.partition("/")
+    if sep and len(country) == 2 and country.isupper():
+        return country, rest
+    return None, name
+
+
+def _label(country: str, exhibit_id: str) -> str:
+    return f"{country}/{exhibit_id}"
+
+
 class StoreLockedError(StoreError):
     """Another process holds the writer lock for longer than the timeout."""
 
@@ -202,6 +221,19 @@ class SegmentRef:
     removed: frozenset[str]  # content IDs to skip
 
 
+# Exhibit index columns copied onto each feature row, for the search's filters.
+_TABLE_FIELDS = (
+    "content_id",
+    "exhibit_id",
+    "country",
+    "sharing",
+    "site",
+    "caliber",
+    "role",
+    "acquired_at",
+)
+
+
 @dataclass
 class FeatureTable:
     """Prefilter features of live signatures, one row each, in store order.
@@ -219,6 +251,10 @@ class FeatureTable:
     country: np.ndarray
     sharing: np.ndarray
     segment: np.ndarray
+    site: np.ndarray
+    caliber: np.ndarray
+    role: np.ndarray
+    acquired_at: np.ndarray
     feature_version: int = prefilter.FEATURE_VERSION
 
     def __len__(self) -> int:
@@ -376,17 +412,47 @@ def _check_manifest(manifest: Any, name: str) -> dict[str, Any]:
 
 @dataclass
 class _Live:
-    """Maps from keys to (segment name, row) over the live (not tombstoned) exhibits."""
+    """Maps from keys to (segment name, row) over the live (not tombstoned) exhibits.
 
-    by_exhibit_id: dict[str, tuple[str, int]]
-    by_content_id: dict[str, tuple[str, int]]
-    by_signature_id: dict[str, tuple[str, int]]
+    Exhibits are keyed per owning country: ``(country, exhibit_id)`` and ``(country,
+    content_id)`` are unique among live exhibits, so Barbados's ``Q-001`` and Jamaica's
+    ``Q-001`` (imported by sync) live side by side. ``by_signature_id`` maps ``(country,
+    signature_id)`` to (segment, signature row).
+    """
+
+    by_key: dict[tuple[str, str], tuple[str, int]]
+    by_content_id: dict[tuple[str, str], tuple[str, int]]
+    by_signature_id: dict[tuple[str, str], tuple[str, int]]
     live_rows: dict[str, np.ndarray]  # segment -> bool mask over its exhibit rows
     duplicates: list[str]
+    countries_of: dict[str, list[str]] = field(default_factory=dict)  # exhibit_id -> owners
+
+    def add_key(self, key: tuple[str, str], place: tuple[str, int]) -> None:
+        self.by_key[key] = place
+        self.countries_of.setdefault(key[1], []).append(key[0])
+
+    def drop_key(self, key: tuple[str, str]) -> None:
+        del self.by_key[key]
+        owners = self.countries_of[key[1]]
+        owners.remove(key[0])
+        if not owners:
+            del self.countries_of[key[1]]
+
+
+@dataclass
+class _Batch:
+    """Exhibits accepted so far in one write, with lookups that keep checks O(1)."""
+
+    items: dict[tuple[str, str], PreparedExhibit] = field(default_factory=dict)
+    signatures: dict[tuple[str, str], str] = field(default_factory=dict)
+    content_ids: set[str] = field(default_factory=set)
+    keys: set[tuple[str, str]] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class PreparedExhibit:
+    """An exhibit checked for storing, with IDs and features computed from its surfaces."""
+
     exhibit: Exhibit
     metadata: ExhibitMetadata
     content_id: str
@@ -645,61 +711,110 @@ class SignatureStore:
             rows = np.ones(len(content_ids), dtype=bool)
             if ref.removed:
                 rows &= ~np.isin(content_ids, list(ref.removed))
-            exhibit_ids = index.exhibits["exhibit_id"]
             take = np.flatnonzero(rows).tolist()
-            new_content = content_ids[take].tolist()
-            new_ids = exhibit_ids[take].tolist()
+            countries = index.exhibits["country"][take].tolist()
+            new_content = list(zip(countries, content_ids[take].tolist(), strict=True))
+            new_keys = list(
+                zip(countries, index.exhibits["exhibit_id"][take].tolist(), strict=True)
+            )
             places = [(ref.name, row) for row in take]
             clash = (
                 len(set(new_content)) < len(take)
-                or len(set(new_ids)) < len(take)
+                or len(set(new_keys)) < len(take)
                 or not live.by_content_id.keys().isdisjoint(new_content)
-                or not live.by_exhibit_id.keys().isdisjoint(new_ids)
+                or not live.by_key.keys().isdisjoint(new_keys)
             )
             if not clash:  # the usual case, in bulk
                 live.by_content_id.update(zip(new_content, places, strict=True))
-                live.by_exhibit_id.update(zip(new_ids, places, strict=True))
+                for key, place in zip(new_keys, places, strict=True):
+                    live.add_key(key, place)
             else:  # a damaged store: keep the first copy, report the others
-                for row, content_id, exhibit_id in zip(take, new_content, new_ids, strict=True):
-                    if content_id in live.by_content_id or exhibit_id in live.by_exhibit_id:
-                        live.duplicates.append(f"{ref.name}: {exhibit_id} is stored twice")
+                for row, content_key, key in zip(take, new_content, new_keys, strict=True):
+                    if content_key in live.by_content_id or key in live.by_key:
+                        live.duplicates.append(f"{ref.name}: {_label(*key)} is stored twice")
                         rows[row] = False
                         continue
-                    live.by_content_id[content_id] = (ref.name, row)
-                    live.by_exhibit_id[exhibit_id] = (ref.name, row)
+                    live.by_content_id[content_key] = (ref.name, row)
+                    live.add_key(key, (ref.name, row))
             live.live_rows[ref.name] = rows
-            sig_rows = np.flatnonzero(rows[index.signatures["exhibit"]]).tolist()
-            live.by_signature_id.update(
-                zip(
-                    index.signatures["signature_id"][sig_rows].tolist(),
-                    [(ref.name, row) for row in sig_rows],
-                    strict=True,
-                )
-            )
+            self._add_signatures(live, ref.name, np.flatnonzero(rows[index.signatures["exhibit"]]))
         return live
+
+    def _add_signatures(self, live: _Live, name: str, sig_rows: np.ndarray) -> None:
+        index = self._index(name)
+        sig_rows = np.asarray(sig_rows, dtype=np.int64)
+        owners = index.exhibits["country"][index.signatures["exhibit"][sig_rows]].tolist()
+        sig_ids = index.signatures["signature_id"][sig_rows].tolist()
+        live.by_signature_id.update(
+            zip(
+                zip(owners, sig_ids, strict=True),
+                [(name, r) for r in sig_rows.tolist()],
+                strict=True,
+            )
+        )
 
     def _add_to_live(self, live: _Live, name: str) -> None:
         """Extend ``live`` with a segment just committed by this writer, and install it."""
         index = self._index(name)
-        for row, (content_id, exhibit_id) in enumerate(
-            zip(index.exhibits["content_id"], index.exhibits["exhibit_id"], strict=True)
+        for row, (content_id, exhibit_id, country) in enumerate(
+            zip(
+                index.exhibits["content_id"],
+                index.exhibits["exhibit_id"],
+                index.exhibits["country"],
+                strict=True,
+            )
         ):
-            live.by_content_id[content_id] = (name, row)
-            live.by_exhibit_id[exhibit_id] = (name, row)
-        for sig_row, sig_id in enumerate(index.signatures["signature_id"]):
-            live.by_signature_id[sig_id] = (name, sig_row)
+            live.by_content_id[(country, content_id)] = (name, row)
+            live.add_key((country, exhibit_id), (name, row))
+        self._add_signatures(live, name, np.arange(index.n_signatures))
         live.live_rows[name] = np.ones(index.n_exhibits, dtype=bool)
         self._live = live
 
     def __len__(self) -> int:
-        return len(self._live_view().by_exhibit_id)
+        return len(self._live_view().by_key)
 
     def __contains__(self, exhibit_id: object) -> bool:
-        return exhibit_id in self._live_view().by_exhibit_id
+        if not isinstance(exhibit_id, str):
+            return False
+        country, plain = _split_key(exhibit_id)
+        live = self._live_view()
+        if country is not None:
+            return (country, plain) in live.by_key
+        return plain in live.countries_of
 
     def exhibit_ids(self) -> list[str]:
-        """exhibit_id of every live exhibit, in store order."""
-        return list(self._live_view().by_exhibit_id)
+        """exhibit_id of every live exhibit, in store order.
+
+        Two countries may hold the same exhibit_id (after sync); it is then listed once per
+        country. :meth:`keys` gives the unique ``(country, exhibit_id)`` pairs.
+        """
+        return [exhibit_id for _, exhibit_id in self._live_view().by_key]
+
+    def keys(self) -> list[tuple[str, str]]:
+        """``(country, exhibit_id)`` of every live exhibit, in store order (unique)."""
+        return list(self._live_view().by_key)
+
+    def _locate(self, exhibit_id: str, country: str | None = None) -> tuple[str, str, int]:
+        """(country, segment, row) of a live exhibit named ``ID``, ``CC/ID`` or ``ID`` + country."""
+        prefix, plain = _split_key(exhibit_id)
+        if prefix is not None:
+            if country is not None and country != prefix:
+                raise InputError(None, f"{exhibit_id!r} names country {prefix}, not {country}")
+            country = prefix
+        live = self._live_view()
+        if country is None:
+            owners = live.countries_of.get(plain, [])
+            if len(owners) > 1:
+                choices = ", ".join(f"{c}/{plain}" for c in sorted(owners))
+                raise AmbiguousExhibitError(
+                    f"{self.path.name}: exhibit_id {plain!r} is held by {len(owners)} countries "
+                    f"({', '.join(sorted(owners))}); name one: {choices}"
+                )
+            country = owners[0] if owners else ""
+        where = live.by_key.get((country, plain))
+        if where is None:
+            raise ExhibitNotFoundError(f"{self.path.name}: no exhibit {exhibit_id!r}")
+        return country, *where
 
     # -- reading ----------------------------------------------------------------------
 
@@ -709,20 +824,28 @@ class SignatureStore:
             record.exhibit, record.metadata, record.content_id, segment, record.stored_at
         )
 
-    def get(self, exhibit_id: str) -> StoredExhibit:
+    def get(self, exhibit_id: str, country: str | None = None) -> StoredExhibit:
         """The live exhibit with this exhibit_id.
+
+        Parameters
+        ----------
+        exhibit_id : str
+            ``"Q-001"``, or ``"JM/Q-001"`` to name the owning country (exhibit IDs never
+            contain ``/``).
+        country : str, optional
+            Owning country; needed (here or as a prefix) when several countries hold the
+            same exhibit_id.
 
         Raises
         ------
         ExhibitNotFoundError
             No live exhibit has that exhibit_id (a ``StoreError`` and a ``KeyError``).
+        AmbiguousExhibitError
+            Several countries hold it and none was named; the message lists them.
         """
 
         def read() -> StoredExhibit:
-            where = self._live_view().by_exhibit_id.get(exhibit_id)
-            if where is None:
-                raise ExhibitNotFoundError(f"{self.path.name}: no exhibit {exhibit_id!r}")
-            segment, row = where
+            _, segment, row = self._locate(exhibit_id, country)
             return self._stored(segment, self._index(segment).exhibits["content_id"][row])
 
         return self._retrying(read)
@@ -733,7 +856,7 @@ class SignatureStore:
         The iteration follows the snapshot taken at open or :meth:`refresh`; if a compaction
         removes a segment meanwhile, it re-reads the manifest and continues without repeats.
         """
-        done: set[str] = set()
+        done: set[tuple[str, str]] = set()
         for _ in range(10):
             try:
                 live = self._live_view()
@@ -744,10 +867,11 @@ class SignatureStore:
                         rows &= scope.mask(index.exhibits["country"], index.exhibits["sharing"])
                     for row in np.flatnonzero(rows):
                         content_id = index.exhibits["content_id"][row]
-                        if content_id in done:
+                        key = (index.exhibits["country"][row], content_id)
+                        if key in done:
                             continue
                         stored = self._stored(ref.name, content_id)
-                        done.add(content_id)
+                        done.add(key)
                         yield stored
                 return
             except _SegmentGone as gone:
@@ -792,12 +916,16 @@ class SignatureStore:
             parts["features"].append(matrix)
             for name in ("signature_id", "kind", "modality", "pixel_size_um"):
                 parts[name].append(sigs[name][take])
-            for name in ("content_id", "exhibit_id", "country", "sharing"):
+            for name in _TABLE_FIELDS:
                 parts[name].append(exh[name][owner])
             parts["segment"].append(np.full(len(owner), ref.name, dtype=object))
         if not parts:
             empty = np.empty(0, dtype=object)
-            return FeatureTable(np.empty((0, prefilter.FEATURE_LENGTH), np.float32), *([empty] * 9))
+            columns = ("signature_id", "kind", "modality", "pixel_size_um", "segment")
+            return FeatureTable(
+                np.empty((0, prefilter.FEATURE_LENGTH), np.float32),
+                **{name: empty for name in (*columns, *_TABLE_FIELDS)},
+            )
         return FeatureTable(
             **{name: np.concatenate(values) for name, values in parts.items()},
         )
@@ -848,7 +976,7 @@ class SignatureStore:
             created_by=str(self._manifest["created_by"]),
             sequence=int(self._manifest["sequence"]),
             segments=len(self._manifest["segments"]),
-            exhibits=len(live.by_exhibit_id),
+            exhibits=len(live.by_key),
             signatures=n_signatures,
             removed=len(self._manifest["tombstones"]),
             bytes=size,
@@ -1035,7 +1163,12 @@ class SignatureStore:
         manifest["committed_at"] = utc_now()
         return manifest
 
-    def _write_segment(self, sequence: int, records: Iterable[SegmentRecord]) -> dict[str, Any]:
+    def _write_segment(
+        self,
+        sequence: int,
+        records: Iterable[SegmentRecord] | Callable[[SegmentWriter], None],
+        origin: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Write, fsync and rename one segment; returns its manifest entry."""
         name = f"seg-{sequence:08d}-{secrets.token_hex(4)}.h5"
         tmp = self.path / SEGMENTS / f".tmp-{name}"
@@ -1047,8 +1180,11 @@ class SignatureStore:
             feature_length=prefilter.FEATURE_LENGTH,
         )
         try:
-            for record in records:
-                writer.add(record)
+            if callable(records):
+                records(writer)
+            else:
+                for record in records:
+                    writer.add(record)
             writer.finish()
             _step("segment-written")
             digest, size = file_sha256(tmp, fsync=True)
@@ -1071,9 +1207,16 @@ class SignatureStore:
             "signatures": index.n_signatures,
             "feature_version": prefilter.FEATURE_VERSION,
         }
+        if origin:
+            entry["origin"] = dict(origin)
         return entry
 
-    def _prepare(self, exhibit: Exhibit, metadata: ExhibitMetadata | Mapping[str, Any]):
+    def _prepare(
+        self,
+        exhibit: Exhibit,
+        metadata: ExhibitMetadata | Mapping[str, Any],
+        features: bool = True,
+    ):
         if not isinstance(exhibit, Exhibit):
             raise TypeError(f"expected an Exhibit, not {type(exhibit).__name__}")
         source = exhibit.source_name or exhibit.exhibit_id
@@ -1107,15 +1250,15 @@ class SignatureStore:
         except (TypeError, ValueError) as exc:
             raise InputError(source, f"detection/warnings cannot be stored ({exc})") from None
         sig_ids = {kind: s.id for kind, s in signatures.items()}
-        return _Prepared(
+        return PreparedExhibit(
             exhibit,
             meta,
             exhibit_content_id(exhibit.exhibit_id, sig_ids),
             sig_ids,
-            {kind: prefilter.features(s) for kind, s in signatures.items()},
+            {kind: prefilter.features(s) for kind, s in signatures.items()} if features else {},
         )
 
-    def _compare(self, item: _Prepared, segment: str, row: int) -> str | None:
+    def _compare(self, item: PreparedExhibit, segment: str, row: int) -> str | None:
         """None when ``item`` equals the stored exhibit, else what differs."""
         stored = self._index(segment).exhibits
         differ = []
@@ -1139,7 +1282,9 @@ class SignatureStore:
         """Add exhibits in one write: all of them land (one new segment) or none does.
 
         An exhibit already stored with the same content, source and metadata is a no-op:
-        its :class:`AddResult` has ``added=False`` and says so.
+        its :class:`AddResult` has ``added=False`` and says so. Identity is per owning
+        country: ``(country, exhibit_id)`` is unique, and a signature may be stored once
+        per country.
 
         Raises
         ------
@@ -1152,21 +1297,13 @@ class SignatureStore:
         prepared = [self._prepare(exhibit, metadata) for exhibit, metadata in items]
         with self._writing():
             live = self._live_view()
-            results: list[AddResult] = []
-            new: dict[str, _Prepared] = {}
-            new_signatures: dict[str, str] = {}
-            for item in prepared:
-                results.append(self._check_new(item, live, new, new_signatures))
-            if not new:
+            batch = _Batch()
+            results = [self._check_new(item, live, batch) for item in prepared]
+            if not batch.items:
                 return results
             manifest = self._next_manifest()
             sequence = manifest["sequence"]
-            stored_at = utc_now()
-            records = (
-                SegmentRecord(p.exhibit, p.metadata, p.content_id, stored_at, p.features)
-                for p in new.values()
-            )
-            entry = self._write_segment(sequence, records)
+            entry = self._write_segment(sequence, self._records(batch.items.values(), utc_now()))
             manifest["segments"].append(entry)
             manifest["audit"].append(
                 _audit("add", sequence, segment=entry["name"], exhibits=entry["exhibits"])
@@ -1175,16 +1312,23 @@ class SignatureStore:
             self._add_to_live(live, entry["name"])
             return results
 
+    @staticmethod
+    def _records(items: Iterable[PreparedExhibit], stored_at: str) -> Iterator[SegmentRecord]:
+        return (
+            SegmentRecord(p.exhibit, p.metadata, p.content_id, stored_at, _features(p))
+            for p in items
+        )
+
     def _check_new(
         self,
-        item: _Prepared,
+        item: PreparedExhibit,
         live: _Live,
-        new: dict[str, _Prepared],
-        new_signatures: dict[str, str],
+        batch: _Batch,
     ) -> AddResult:
         exhibit_id = item.exhibit.exhibit_id
+        country = item.metadata.country
         short = item.content_id[:16]
-        where = live.by_content_id.get(item.content_id)
+        where = live.by_content_id.get((country, item.content_id))
         if where is not None:
             differ = self._compare(item, *where)
             if differ:
@@ -1198,7 +1342,7 @@ class SignatureStore:
                 False,
                 f"{exhibit_id}: already in the store (content {short}…), nothing added",
             )
-        twin = new.get(item.content_id)
+        twin = batch.items.get((country, item.content_id))
         if twin is not None:
             if twin.metadata != item.metadata or (
                 twin.exhibit.source_sha256 != item.exhibit.source_sha256
@@ -1213,7 +1357,12 @@ class SignatureStore:
                 False,
                 f"{exhibit_id}: repeated in the batch, added once",
             )
-        stored_at = live.by_exhibit_id.get(exhibit_id)
+        if item.content_id in batch.content_ids:
+            raise ExhibitConflictError(  # one segment holds one group per content ID
+                f"{item.exhibit.source_name or exhibit_id}: exhibit {exhibit_id!r} appears "
+                "twice in the batch under two countries; add them in separate batches"
+            )
+        stored_at = live.by_key.get((country, exhibit_id))
         if stored_at is not None:
             segment, row = stored_at
             index = self._index(segment).exhibits
@@ -1223,34 +1372,64 @@ class SignatureStore:
                 f"from source {index['source_sha256'][row][:12]}…, new {short}… from "
                 f"{item.exhibit.source_sha256[:12]}…)"
             )
-        if any(p.exhibit.exhibit_id == exhibit_id for p in new.values()):
+        if (country, exhibit_id) in batch.keys:
             raise ExhibitConflictError(
                 f"{item.exhibit.source_name or exhibit_id}: exhibit_id {exhibit_id!r} appears "
                 "twice in the batch with different content"
             )
         for kind, sig_id in item.signature_ids.items():
-            owner = live.by_signature_id.get(sig_id)
+            owner = live.by_signature_id.get((country, sig_id))
             other = None
             if owner is not None:
                 index = self._index(owner[0])
                 other = index.exhibits["exhibit_id"][index.signatures["exhibit"][owner[1]]]
-            other = other or new_signatures.get(sig_id)
+            other = other or batch.signatures.get((country, sig_id))
             if other is not None:
                 raise ExhibitConflictError(
                     f"{item.exhibit.source_name or exhibit_id}: its {kind} signature "
                     f"{sig_id[:16]}… is already stored as part of exhibit {other!r}"
                 )
-        new[item.content_id] = item
+        batch.items[(country, item.content_id)] = item
+        batch.content_ids.add(item.content_id)
+        batch.keys.add((country, exhibit_id))
         for sig_id in item.signature_ids.values():
-            new_signatures[sig_id] = exhibit_id
+            batch.signatures[(country, sig_id)] = exhibit_id
         return AddResult(exhibit_id, item.content_id, True, f"{exhibit_id}: added ({short}…)")
 
-    def remove(self, exhibit_id: str, reason: str) -> dict[str, Any]:
+    def _tombstone(
+        self, live: _Live, manifest: dict[str, Any], country: str, segment: str, row: int
+    ) -> dict[str, Any]:
+        """Add a tombstone for a live exhibit to ``manifest`` and drop it from ``live``."""
+        index = self._index(segment)
+        exhibit_id = index.exhibits["exhibit_id"][row]
+        content_id = index.exhibits["content_id"][row]
+        stone = {
+            "segment": segment,
+            "content_id": content_id,
+            "exhibit_id": exhibit_id,
+            "country": country,
+            "sharing": index.exhibits["sharing"][row],
+            "sequence": manifest["sequence"],
+        }
+        origin = self.segment_origin(segment)
+        if origin:
+            stone["origin"] = {"country": origin["country"], "site": origin["site"]}
+        manifest["tombstones"].append(stone)
+        live.drop_key((country, exhibit_id))
+        del live.by_content_id[(country, content_id)]
+        live.live_rows[segment][row] = False
+        for sig_row in np.flatnonzero(index.signatures["exhibit"] == row):
+            live.by_signature_id.pop((country, index.signatures["signature_id"][sig_row]), None)
+        return stone
+
+    def remove(self, exhibit_id: str, reason: str, country: str | None = None) -> dict[str, Any]:
         """Remove an exhibit from the live view, with an audit record.
 
         The segment stays as written; a tombstone in the manifest hides the exhibit, and the
-        audit record (who, when, why, which content) stays in the manifest for good, also
-        after :meth:`compact` drops the bytes.
+        audit record (who, when, why, which content, owning country, sharing, and the sync
+        origin of an imported exhibit) stays in the manifest for good, also after
+        :meth:`compact` drops the bytes. ``exhibit_id`` may be ``"CC/ID"``; ``country``
+        names the owner when several countries hold the same exhibit_id.
 
         Returns
         -------
@@ -1260,46 +1439,218 @@ class SignatureStore:
         if not isinstance(reason, str) or not reason.strip():
             raise InputError(None, f"removing {exhibit_id!r} needs a reason for the audit log")
         with self._writing():
-            where = self._live_view().by_exhibit_id.get(exhibit_id)
-            if where is None:
-                raise ExhibitNotFoundError(f"{self.path.name}: no exhibit {exhibit_id!r}")
-            segment, row = where
-            content_id = self._index(segment).exhibits["content_id"][row]
+            owner, segment, row = self._locate(exhibit_id, country)
+            live = self._live_view()
             manifest = self._next_manifest()
             sequence = manifest["sequence"]
-            manifest["tombstones"].append(
-                {
-                    "segment": segment,
-                    "content_id": content_id,
-                    "exhibit_id": exhibit_id,
-                    "sequence": sequence,
-                }
-            )
+            try:
+                stone = self._tombstone(live, manifest, owner, segment, row)
+            except BaseException:
+                self._live = None
+                raise
             record = _audit(
                 "remove",
                 sequence,
-                exhibit_id=exhibit_id,
-                content_id=content_id,
-                segment=segment,
+                **{k: v for k, v in stone.items() if k != "sequence"},
                 reason=reason.strip(),
             )
             manifest["audit"].append(record)
-            live = self._live_view()
-            self._commit(manifest)
-            # the same view less this exhibit, without re-reading every segment
-            del live.by_exhibit_id[exhibit_id], live.by_content_id[content_id]
-            live.live_rows[segment][row] = False
-            index = self._index(segment)
-            for sig_row in np.flatnonzero(index.signatures["exhibit"] == row):
-                live.by_signature_id.pop(index.signatures["signature_id"][sig_row], None)
+            try:
+                self._commit(manifest)
+            except BaseException:
+                self._live = None
+                raise
             self._live = live
             return dict(record)
 
-    def compact(self) -> int:
-        """Rewrite all live exhibits into one segment and drop tombstoned bytes.
+    # -- sync support (used by ribin.sync) --------------------------------------------
 
-        Returns the number of segments replaced. Readers holding the old manifest re-read it
-        when they next touch a removed segment.
+    def prepare(
+        self,
+        exhibit: Exhibit,
+        metadata: ExhibitMetadata | Mapping[str, Any],
+        *,
+        features: bool = True,
+    ) -> PreparedExhibit:
+        """Validate an exhibit and compute its signature IDs, content ID and features.
+
+        Every ID is recomputed from the surfaces and parameters, never taken from a file.
+        With ``features=False`` the prefilter features are left for :meth:`merge` to
+        compute, for the exhibits it actually adds.
+        """
+        return self._prepare(exhibit, metadata, features)
+
+    def segment_origin(self, segment: str) -> dict[str, Any] | None:
+        """Sync origin of a segment (``country``, ``site``, ``bundle_sha256``), None if local."""
+        for entry in self._manifest["segments"]:
+            if entry["name"] == segment:
+                origin = entry.get("origin")
+                return dict(origin) if origin else None
+        raise StoreError(f"{self.path.name}: no segment {segment}")
+
+    def locate_content(self, country: str, content_id: str) -> tuple[str, int] | None:
+        """(segment, row) of the live exhibit of ``country`` with this content ID, or None."""
+        return self._live_view().by_content_id.get((country, content_id))
+
+    @property
+    def sequence(self) -> int:
+        """Commit sequence of the state this object shows."""
+        return int(self._manifest["sequence"])
+
+    @property
+    def store_id(self) -> str:
+        """Random ID fixed at the store's creation (empty for a single segment file)."""
+        return str(self._manifest.get("store_id", ""))
+
+    def sync_state(self) -> dict[str, Any]:
+        """The manifest's ``sync`` object: the store's own identity and per-sender cursors."""
+        return json.loads(json.dumps(self._manifest.get("sync", {})))
+
+    def copy_local(
+        self, writer: SegmentWriter, country: str, since: int, sharing: Iterable[str]
+    ) -> list[dict[str, str]]:
+        """Copy into ``writer`` the live exhibits ingested here (not imported), of
+        ``country``, with a sharing level in ``sharing``, from segments written after
+        commit ``since``. Groups are copied as stored (HDF5 object copy), with their stored
+        prefilter features. Returns their index rows (``content_id``, ``exhibit_id``,
+        metadata). After :meth:`compact`, every local exhibit counts as written by it.
+        """
+        levels = list(sharing)
+        live = self._live_view()
+        copied: list[dict[str, str]] = []
+        for entry in self._manifest["segments"]:
+            if entry.get("origin") or _entry_sequence(entry) <= since:
+                continue
+            name = entry["name"]
+            index = self._index(name)
+            exh, sigs = index.exhibits, index.signatures
+            rows = live.live_rows[name] & (exh["country"] == country)
+            rows &= np.isin(exh["sharing"], levels)
+            if not rows.any():
+                continue
+            handle = self._handle(name)
+            groups = handle["exhibits"]
+            if index.feature_version == prefilter.FEATURE_VERSION:
+                stored = read_segment_features(handle)
+            else:
+                stored = self._recompute_features(name, index, np.arange(index.n_signatures))
+            sig_rows: dict[int, list[int]] = collections.defaultdict(list)
+            for sig_row, row in enumerate(sigs["exhibit"].tolist()):
+                sig_rows[row].append(sig_row)
+            for row in np.flatnonzero(rows).tolist():
+                values = {key: exh[key][row] for key in exh}
+                mine = sig_rows[row]
+                writer.copy_exhibit(
+                    groups[values["content_id"]],
+                    values,
+                    [tuple(sigs[key][r] for key in _SIGNATURE_ROW) for r in mine],
+                    [stored[r] for r in mine],
+                )
+                copied.append(values)
+        return copied
+
+    def commit_note(
+        self,
+        action: str,
+        details: Mapping[str, Any],
+        update: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Commit an audit record (and ``update`` applied to the new manifest), no data."""
+        with self._writing():
+            manifest = self._next_manifest()
+            if update is not None:
+                update(manifest)
+            record = _audit(action, manifest["sequence"], **details)
+            manifest["audit"].append(record)
+            self._commit(manifest)
+            return dict(record)
+
+    def merge(
+        self,
+        items: Iterable[PreparedExhibit],
+        removals: Iterable[tuple[str, str]],
+        *,
+        origin: Mapping[str, Any],
+        audit: Mapping[str, Any],
+        check: Callable[[SignatureStore], None] | None = None,
+        update: Callable[[dict[str, Any]], None] | None = None,
+        copy_from: h5py.File | None = None,
+    ) -> MergeResult:
+        """Apply removals and add exhibits from another site in one crash-safe write.
+
+        Under the writer lock, on the newest manifest: ``check(self)`` may raise to refuse
+        (nothing is written); each ``(country, content_id)`` in ``removals`` that is live
+        gets a tombstone; exhibits not yet stored go into one new segment whose manifest
+        entry records ``origin``; exhibits already stored identically are skipped; then
+        ``update(manifest)`` (e.g. a sync cursor) and an ``import`` audit record go into the
+        same manifest commit. A crash leaves either all of it or none of it.
+
+        With ``copy_from`` (an open segment holding the items' groups under their content
+        IDs, already checked by the caller), exhibit groups are copied as they are (HDF5
+        object copy) instead of re-encoded; the index and prefilter rows still come from
+        the prepared items (IDs and features computed here).
+
+        Raises
+        ------
+        ExhibitConflictError
+            An exhibit clashes with a stored one (nothing is written).
+        """
+        items = list(items)
+        removals = list(removals)
+        with self._writing():
+            if check is not None:
+                check(self)
+            live = self._live_view()
+            manifest = self._next_manifest()
+            sequence = manifest["sequence"]
+            try:
+                removed = 0
+                for country, content_id in removals:
+                    where = live.by_content_id.get((country, content_id))
+                    if where is not None:
+                        self._tombstone(live, manifest, country, *where)
+                        removed += 1
+                batch = _Batch()
+                results = [self._check_new(item, live, batch) for item in items]
+                new = batch.items
+                entry = None
+                if new:
+                    records = (
+                        self._records(new.values(), utc_now())
+                        if copy_from is None
+                        else _copier(copy_from, list(new.values()))
+                    )
+                    entry = self._write_segment(sequence, records, origin)
+                    manifest["segments"].append(entry)
+                if update is not None:
+                    update(manifest)
+                record = _audit(
+                    "import",
+                    sequence,
+                    **audit,
+                    segment=entry["name"] if entry else None,
+                    added=len(new),
+                    unchanged=len(results) - len(new),
+                    removed=removed,
+                )
+                manifest["audit"].append(record)
+                self._commit(manifest)
+            except BaseException:
+                self._live = None  # the in-memory view was changed: rebuild it from disk
+                raise
+            if entry is not None:
+                self._add_to_live(live, entry["name"])
+            else:
+                self._live = live
+            return MergeResult(len(new), len(results) - len(new), removed, sequence, record)
+
+    def compact(self) -> int:
+        """Rewrite all live exhibits into as few segments as possible; drop tombstoned bytes.
+
+        Exhibits ingested here go into one segment, those imported from each sending site
+        into one segment per site (the sync origin stays on the segment; bundle hashes
+        stay in the audit log). Returns the number of segments replaced. Readers holding the
+        old manifest re-read it when they next touch a removed segment.
         """
         with self._writing():
             old = [s["name"] for s in self._manifest["segments"]]
@@ -1309,9 +1660,15 @@ class SignatureStore:
             manifest = self._next_manifest()
             sequence = manifest["sequence"]
             manifest["segments"] = []
-            if live.by_content_id:
-                entry = self._write_segment(sequence, self._records_for_compaction(live))
-                manifest["segments"] = [entry]
+            try:
+                for origin, records in self._records_for_compaction(live):
+                    entry = self._write_segment(sequence, records, origin)
+                    manifest["segments"].append(entry)
+            except BaseException:
+                for entry in manifest["segments"]:
+                    with contextlib.suppress(OSError):
+                        (self.path / SEGMENTS / entry["name"]).unlink()
+                raise
             manifest["audit"].append(
                 _audit(
                     "compact",
@@ -1326,12 +1683,26 @@ class SignatureStore:
             self._remove_orphans()
             return len(old)
 
-    def _records_for_compaction(self, live: _Live) -> Iterator[SegmentRecord]:
+    def _records_for_compaction(
+        self, live: _Live
+    ) -> Iterator[tuple[dict[str, Any] | None, list[SegmentRecord]]]:
+        """Live records grouped by origin; a group splits where a content ID repeats
+        (two countries holding identical content cannot share one segment's group names)."""
+        groups: dict[str, list[list[SegmentRecord]]] = {}
+        origins: dict[str, dict[str, Any] | None] = {}
+        seen: dict[str, list[set[str]]] = {}
         for ref in self.segments():
+            origin = self.segment_origin(ref.name)
+            if origin:
+                origin = {"country": origin["country"], "site": origin["site"]}
+            key = canonical_json(origin)
+            origins[key] = origin
+            bins = groups.setdefault(key, [])
+            names = seen.setdefault(key, [])
             index = self._index(ref.name)
             handle = self._handle(ref.name)
             stored = read_segment_features(handle)
-            rows_of = collections.defaultdict(dict)
+            rows_of: dict[int, dict[str, int]] = collections.defaultdict(dict)
             for sig_row, (row, kind) in enumerate(
                 zip(index.signatures["exhibit"], index.signatures["kind"], strict=True)
             ):
@@ -1343,17 +1714,83 @@ class SignatureStore:
                     vectors = {k: stored[rows_of[int(row)][k]] for k in signatures}
                 else:
                     vectors = {k: prefilter.features(s) for k, s in signatures.items()}
-                yield SegmentRecord(
+                out = SegmentRecord(
                     record.exhibit, record.metadata, record.content_id, record.stored_at, vectors
                 )
+                free = [i for i, used in enumerate(names) if out.content_id not in used]
+                if free:
+                    i = free[0]
+                else:
+                    i = len(names)
+                    names.append(set())
+                    bins.append([])
+                names[i].add(out.content_id)
+                bins[i].append(out)
+        for key, bins in groups.items():
+            for records in bins:
+                yield origins[key], records
+
+
+def _features(item: PreparedExhibit) -> Mapping[str, np.ndarray]:
+    """Prefilter features of a prepared exhibit (computed now if it was prepared without)."""
+    if item.features:
+        return item.features
+    return {kind: prefilter.features(s) for kind, s in item.exhibit.signatures().items()}
+
+
+def _copier(source: h5py.File, items: list[PreparedExhibit]) -> Callable[[SegmentWriter], None]:
+    def fill(writer: SegmentWriter) -> None:
+        groups = source["exhibits"]
+        for item in items:
+            row = {
+                "content_id": item.content_id,
+                "exhibit_id": item.exhibit.exhibit_id,
+                "source_sha256": item.exhibit.source_sha256,
+                **item.metadata.as_dict(),
+            }
+            signatures = item.exhibit.signatures()
+            writer.copy_exhibit(
+                groups[item.content_id],
+                row,
+                [
+                    (item.signature_ids[k], k, s.modality, s.pixel_size_um)
+                    for k, s in signatures.items()
+                ],
+                [_features(item)[k] for k in signatures],
+            )
+
+    return fill
+
+
+_SIGNATURE_ROW = ("signature_id", "kind", "modality", "pixel_size_um")
+
+
+def _entry_sequence(entry: Mapping[str, Any]) -> int:
+    if isinstance(entry.get("sequence"), int):
+        return int(entry["sequence"])
+    return int(str(entry["name"])[4:12])  # seg-<sequence>-<random>.h5
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """Outcome of :meth:`SignatureStore.merge`."""
+
+    added: int
+    unchanged: int
+    removed: int
+    sequence: int
+    audit: dict[str, Any]
 
 
 __all__ = [
     "AddResult",
+    "AmbiguousExhibitError",
     "ExhibitConflictError",
     "ExhibitMetadata",
     "ExhibitNotFoundError",
     "FeatureTable",
+    "MergeResult",
+    "PreparedExhibit",
     "Scope",
     "SegmentRef",
     "SignatureStore",

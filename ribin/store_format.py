@@ -424,6 +424,29 @@ class SegmentWriter:
                 raise ValueError(f"feature vector of shape {vector.shape}")
             self._vectors.append(vector)
 
+    def copy_exhibit(
+        self,
+        source: h5py.Group,
+        row: Mapping[str, str],
+        signatures: Iterable[tuple[str, str, str, float]],
+        vectors: Iterable[np.ndarray],
+    ) -> None:
+        """Copy an exhibit group of another segment as it is (HDF5 object copy, no decode).
+
+        ``row`` holds ``content_id`` and the :data:`INDEX_FIELDS` of the exhibit;
+        ``signatures`` its (signature_id, kind, modality, pixel_size_um) rows and ``vectors``
+        their prefilter features, as the source segment's tables give them.
+        """
+        self._exhibits.copy(source, row["content_id"])
+        index = len(self._records)
+        self._records.append({key: str(row[key]) for key in ("content_id", *INDEX_FIELDS)})
+        for (sig_id, kind, modality, pixel_size), vector in zip(signatures, vectors, strict=True):
+            self._signatures.append((index, sig_id, kind, modality, float(pixel_size)))
+            vector = np.asarray(vector, dtype=np.float32)
+            if vector.shape != (self.feature_length,):
+                raise ValueError(f"feature vector of shape {vector.shape}")
+            self._vectors.append(vector)
+
     def finish(self) -> None:
         f = self._file
         index = f.create_group("index")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from ribin import prefilter
 from ribin.cli import main
 from ribin.errors import FormatVersionError, InputError, StoreError
 from ribin.exhibit import Exhibit, Signature
@@ -305,7 +306,8 @@ def test_scope_applies_sharing(filled: Path) -> None:
         assert seen(Scope("JM", countries=frozenset({"JM"}))) == ["JM-1", "JM-2"]
         table = store.features(Scope("BZ"), kind="breech_face")
         assert sorted(table.exhibit_id) == ["BZ-1", "JM-1"]
-        assert table.features.shape == (2, 64) and table.features.dtype == np.float32
+        assert table.features.shape == (2, prefilter.FEATURE_LENGTH)
+        assert table.features.dtype == np.float32
 
 
 def test_scope_from_the_network_file(filled: Path) -> None:
@@ -558,4 +560,4 @@ def test_an_exhibit_stored_twice_is_reported_and_counted_once(filled: Path) -> N
     with SignatureStore.open(filled) as store:
         assert len(store) == 4
         report = store.verify()
-    assert report.problems == [f"{copy}: BZ-1 is stored twice"]
+    assert report.problems == [f"{copy}: BZ/BZ-1 is stored twice"]

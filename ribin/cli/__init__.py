@@ -18,8 +18,8 @@ def _register() -> None:
     from ribin.cli.compare import compare
     from ribin.cli.demo import demo
     from ribin.cli.ingest import ingest
-    from ribin.cli.search import search
     from ribin.cli.keys import keys
+    from ribin.cli.search import search
     from ribin.cli.store import store
     from ribin.cli.sync import sync
 

@@ -21,7 +21,13 @@ _SITE = click.option("--site", help="This store's site name (default: the countr
 @sync.command("export")
 @click.argument("store_path", metavar="STORE", type=click.Path(exists=True, file_okay=False))
 @click.argument("bundle", type=click.Path(dir_okay=False))
-@click.option("--key", "keyfile", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--key",
+    "keyfile",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="This site's private key (from `ribin keys generate`; mode 0600).",
+)
 @click.option("--since", type=click.IntRange(min=0), help="Cursor printed by the last export.")
 @click.option(
     "--scope",
@@ -29,7 +35,12 @@ _SITE = click.option("--site", help="This store's site name (default: the countr
     show_default=True,
     help="network (exhibits shared network) or cluster[:NAME] (also those shared cluster).",
 )
-@click.option("--network", "network_file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--network",
+    "network_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Network file: checks the key is the one pinned for this site, and cluster names.",
+)
 @_COUNTRY
 @_SITE
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
