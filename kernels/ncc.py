@@ -18,6 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 from .config import JIT
+from .resample import _rotated_at
 
 
 @njit(**JIT)
@@ -178,6 +179,77 @@ def _extract_regions(image, tops, lefts, rows, cols, fft_rows, fft_cols):
                 value = np.float32(np.nan)
                 if a >= 0 and b >= 0 and a < m_rows and b < m_cols:
                     value = image[a, b]
+                raw[k, i, j] = value
+                if not np.isnan(value):
+                    total += float(value)
+                    count += 1
+        if count == 0:
+            continue
+        mean = total / count
+        for i in range(rows):
+            for j in range(cols):
+                value = float(raw[k, i, j])
+                if not np.isnan(value):
+                    centred[k, i, j] = value - mean
+    return raw, centred
+
+
+@njit(parallel=True, **JIT)
+def _rotated_regions(
+    target,
+    thetas,
+    out_rows,
+    out_cols,
+    cy_in,
+    cx_in,
+    cy_out,
+    cx_out,
+    tops,
+    lefts,
+    rows,
+    cols,
+    fft_rows,
+    fft_cols,
+):
+    """:func:`_extract_regions` of the target rotated by :func:`_rotate_masked`, fused.
+
+    Only the pixels of the regions are interpolated, so this is cheaper than rotating the
+    whole target when the regions cover less than it (the fine search). Region ``k`` is
+    bitwise ``_extract_regions(_rotate_masked(target, thetas[k], out_rows, out_cols, cy_in,
+    cx_in, cy_out, cx_out), tops[k:k + 1], lefts[k:k + 1], rows, cols, fft_rows,
+    fft_cols)``.
+
+    Parameters
+    ----------
+    target : ndarray of float32, shape (M, N)
+    thetas : ndarray of float64, shape (n,)
+        Rotation of each region's target (radians), as in :func:`_rotate_masked`.
+    out_rows, out_cols, cy_in, cx_in, cy_out, cx_out
+        The rotated grid, as in :func:`_rotate_masked`; region pixels off it are NaN.
+    tops, lefts : ndarray of int64, shape (n,)
+    rows, cols, fft_rows, fft_cols : int
+        As in :func:`_extract_regions`.
+
+    Returns
+    -------
+    raw : ndarray of float32, shape (n, rows, cols)
+    centred : ndarray of float32, shape (n, fft_rows, fft_cols)
+    """
+    n = tops.shape[0]
+    raw = np.empty((n, rows, cols), dtype=np.float32)
+    centred = np.zeros((n, fft_rows, fft_cols), dtype=np.float32)
+    for k in prange(n):
+        c = math.cos(thetas[k])
+        s = math.sin(thetas[k])
+        total = 0.0
+        count = 0
+        for i in range(rows):
+            a = tops[k] + i
+            for j in range(cols):
+                b = lefts[k] + j
+                value = np.float32(np.nan)
+                if a >= 0 and b >= 0 and a < out_rows and b < out_cols:
+                    value = _rotated_at(target, c, s, a, b, cy_in, cx_in, cy_out, cx_out)
                 raw[k, i, j] = value
                 if not np.isnan(value):
                     total += float(value)

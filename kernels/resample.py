@@ -36,37 +36,43 @@ def _rotate_masked(image, theta, out_rows, out_cols, cy_in, cx_in, cy_out, cx_ou
         NaN where the source point falls outside the input or any input pixel with a
         non-zero interpolation weight is NaN.
     """
-    rows, cols = image.shape
     out = np.empty((out_rows, out_cols), dtype=np.float32)
     c = math.cos(theta)
     s = math.sin(theta)
     for i in prange(out_rows):
-        v = i - cy_out
         for j in range(out_cols):
-            u = j - cx_out
-            x = c * u - s * v + cx_in
-            y = s * u + c * v + cy_in
-            x0 = math.floor(x)
-            y0 = math.floor(y)
-            fx = x - x0
-            fy = y - y0
-            ix = int(x0)
-            iy = int(y0)
-            value = np.nan
-            if ix >= 0 and iy >= 0 and ix < cols and iy < rows:
-                # A neighbour with zero weight may lie outside the image or be NaN.
-                ix1 = ix + 1 if fx > 0.0 else ix
-                iy1 = iy + 1 if fy > 0.0 else iy
-                if ix1 < cols and iy1 < rows:
-                    a = float(image[iy, ix])
-                    b = float(image[iy, ix1])
-                    d = float(image[iy1, ix])
-                    e = float(image[iy1, ix1])
-                    top = a if fx == 0.0 else a * (1.0 - fx) + b * fx
-                    bottom = d if fx == 0.0 else d * (1.0 - fx) + e * fx
-                    value = top if fy == 0.0 else top * (1.0 - fy) + bottom * fy
-            out[i, j] = value
+            out[i, j] = _rotated_at(image, c, s, i, j, cy_in, cx_in, cy_out, cx_out)
     return out
+
+
+@njit(inline="always", **JIT)
+def _rotated_at(image, c, s, i, j, cy_in, cx_in, cy_out, cx_out):
+    """Value of output pixel ``(i, j)`` of :func:`_rotate_masked` (``c, s``: cos, sin)."""
+    rows, cols = image.shape
+    v = i - cy_out
+    u = j - cx_out
+    x = c * u - s * v + cx_in
+    y = s * u + c * v + cy_in
+    x0 = math.floor(x)
+    y0 = math.floor(y)
+    fx = x - x0
+    fy = y - y0
+    ix = int(x0)
+    iy = int(y0)
+    value = np.nan
+    if ix >= 0 and iy >= 0 and ix < cols and iy < rows:
+        # A neighbour with zero weight may lie outside the image or be NaN.
+        ix1 = ix + 1 if fx > 0.0 else ix
+        iy1 = iy + 1 if fy > 0.0 else iy
+        if ix1 < cols and iy1 < rows:
+            a = float(image[iy, ix])
+            b = float(image[iy, ix1])
+            d = float(image[iy1, ix])
+            e = float(image[iy1, ix1])
+            top = a if fx == 0.0 else a * (1.0 - fx) + b * fx
+            bottom = d if fx == 0.0 else d * (1.0 - fx) + e * fx
+            value = top if fy == 0.0 else top * (1.0 - fy) + bottom * fy
+    return np.float32(value)
 
 
 @njit(**JIT)

@@ -53,6 +53,7 @@ from ribin.kernels.ncc import (
     _centred_templates,
     _extract_regions,
     _overall_corr,
+    _rotated_regions,
 )
 from ribin.kernels.resample import _downsample_mean, _rotate_masked
 
@@ -272,21 +273,32 @@ def compare_surfaces(
             _low(grid_a, params), _low_image(b, params), angles, params, scale=params.coarse_factor
         )
         candidates = []
+        # Windows of nearby candidates overlap: a rotation is searched once per stage (its
+        # centres come from the same coarse rotation whichever window it is in).
+        fine_memo: dict = {}
         for theta in _coarse_rotations(coarse, params, shift_max):
-            fwd = _refine(grid_a, b, coarse, _window(theta, params), params)
+            fwd = _refine(grid_a, b, coarse, _window(theta, params), params, fine_memo)
             candidates.append((fwd, _decide(fwd, params, shift_max)))
 
     best = None
+    if params.search != "exhaustive":
+        low_a, low_grid_b = _low_image(a, params), _low(grid_b, params)
+        back_coarse_memo: dict = {}
+        back_fine_memo: dict = {}
     for fwd, fwd_dec in candidates:
         back_angles = _window(-fwd_dec.rotation, params)
         if params.search == "exhaustive":
             bwd = _sweep(grid_b, a, back_angles, params)
         else:
-            low_a = _low_image(a, params)
             coarse_back = _sweep(
-                _low(grid_b, params), low_a, back_angles, params, scale=params.coarse_factor
+                low_grid_b,
+                low_a,
+                back_angles,
+                params,
+                scale=params.coarse_factor,
+                memo=back_coarse_memo,
             )
-            bwd = _refine(grid_b, a, coarse_back, back_angles, params)
+            bwd = _refine(grid_b, a, coarse_back, back_angles, params, back_fine_memo)
         bwd_dec = _decide(bwd, params, shift_max)
         combined = min(fwd_dec.count, bwd_dec.count)
         tiebreak = _tiebreak(fwd, fwd_dec, bwd, bwd_dec)
@@ -421,6 +433,20 @@ def _rotate_onto(target: np.ndarray, shape: tuple[int, int], theta_deg: float) -
     )
 
 
+def _lag_rows_ccf(spectra: np.ndarray, fft_shape: tuple[int, int], n_rows: int) -> np.ndarray:
+    """``scipy.fft.irfft2(spectra, s=fft_shape)[:, :n_rows]``, bitwise, with less work.
+
+    Only the first ``n_rows`` rows (the lags searched) are wanted: the inverse runs along
+    the rows first (as ``irfft2`` does, unscaled) and then along the columns of those rows
+    only, and the result is scaled once, as ``irfft2`` scales it.
+    """
+    workers = _workers()
+    tmp = scipy.fft.ifft(spectra, axis=-2, norm="forward", workers=workers)
+    out = scipy.fft.irfft(tmp[:, :n_rows], n=fft_shape[1], axis=-1, norm="forward", workers=workers)
+    out *= out.dtype.type(1.0 / (fft_shape[0] * fft_shape[1]))
+    return out
+
+
 def _sweep(
     grid: _Grid,
     target: np.ndarray,
@@ -429,6 +455,7 @@ def _sweep(
     centres: np.ndarray | None = None,
     margin: int | None = None,
     scale: int = 1,
+    memo: dict | None = None,
 ) -> _Sweep:
     """Best translation and correlation of every cell at every rotation.
 
@@ -436,8 +463,24 @@ def _sweep(
     own position (cmcR). ``centres`` (A, n, 2) instead centres each cell's search, at each
     rotation, on a predicted ``(dx, dy)`` in full-resolution pixels (NaN: no prediction,
     the cell is skipped), ``margin`` pixels either way. ``scale`` is the downsampling of
-    ``grid`` and ``target``; translations come back in full-resolution pixels.
+    ``grid`` and ``target``; translations come back in full-resolution pixels. ``memo``
+    holds the rows of rotations already searched with the same grid, target and
+    centres (by rotation), and takes the new ones.
     """
+    n = grid.tops.shape[0]
+    dx = np.full((len(angles), n), np.nan)
+    dy = np.full((len(angles), n), np.nan)
+    corr = np.full((len(angles), n), np.nan)
+    memo = {} if memo is None else memo
+    todo = []
+    for a, theta in enumerate(angles):
+        key = round(float(theta), 6)
+        if key in memo:
+            dx[a], dy[a], corr[a] = memo[key]
+        else:
+            todo.append(a)
+    if not todo:
+        return _Sweep(angles=np.asarray(angles, dtype=float), dx=dx, dy=dy, corr=corr)
     h, w = grid.h, grid.w
     if margin is None:
         mr = (params.region_scale - 1) * h // 2
@@ -449,12 +492,13 @@ def _sweep(
     templates, valid = _centred_templates(grid.image, grid.tops, grid.lefts, h, w, *fft_shape)
     template_spectra = np.conj(scipy.fft.rfft2(templates, workers=_workers()))
     min_overlap = np.maximum(2, np.ceil(params.min_overlap_fraction * valid)).astype(np.int64)
-    n = grid.tops.shape[0]
-    dx = np.full((len(angles), n), np.nan)
-    dy = np.full((len(angles), n), np.nan)
-    corr = np.full((len(angles), n), np.nan)
-    for a, theta in enumerate(angles):
-        moved = _rotate_onto(target, grid.shape, float(theta))
+    # Interpolate only the regions' pixels where they cover less than the whole grid (the
+    # fine search); the coarse regions overlap, so there rotating the target once is cheaper.
+    fused = n * rows * cols < grid.shape[0] * grid.shape[1]
+    centre_in = ((target.shape[0] - 1) / 2.0, (target.shape[1] - 1) / 2.0)
+    centre_out = ((grid.shape[0] - 1) / 2.0, (grid.shape[1] - 1) / 2.0)
+    for a in todo:
+        theta = float(angles[a])
         off_r = np.zeros(n, dtype=np.int64)
         off_c = np.zeros(n, dtype=np.int64)
         skip = np.zeros(n, dtype=bool)
@@ -462,12 +506,18 @@ def _sweep(
             skip = ~np.isfinite(centres[a]).all(axis=1)
             off_c[~skip] = np.round(centres[a, ~skip, 0] / scale).astype(np.int64)
             off_r[~skip] = np.round(centres[a, ~skip, 1] / scale).astype(np.int64)
-        raw, centred = _extract_regions(
-            moved, grid.tops - mr + off_r, grid.lefts - mc + off_c, rows, cols, *fft_shape
-        )
+        tops, lefts = grid.tops - mr + off_r, grid.lefts - mc + off_c
+        if fused:
+            raw, centred = _rotated_regions(
+                target, np.full(n, math.radians(theta)), *grid.shape, *centre_in, *centre_out,
+                tops, lefts, rows, cols, *fft_shape,
+            )  # fmt: skip
+        else:
+            moved = _rotate_onto(target, grid.shape, theta)
+            raw, centred = _extract_regions(moved, tops, lefts, rows, cols, *fft_shape)
         spectra = scipy.fft.rfft2(centred, workers=_workers())
         spectra *= template_spectra
-        ccf = scipy.fft.irfft2(spectra, s=fft_shape, workers=_workers())
+        ccf = _lag_rows_ccf(spectra, fft_shape, rows - h + 1)
         lag_u, lag_v, c, _ = _best_lags(
             ccf, centred, raw, grid.image, grid.tops, grid.lefts, h, w, min_overlap
         )
@@ -475,6 +525,7 @@ def _sweep(
         dy[a, ok] = (lag_u[ok] - mr + off_r[ok]) * scale
         dx[a, ok] = (lag_v[ok] - mc + off_c[ok]) * scale
         corr[a, ok] = c[ok]
+        memo[round(theta, 6)] = (dx[a], dy[a], corr[a])
     return _Sweep(angles=np.asarray(angles, dtype=float), dx=dx, dy=dy, corr=corr)
 
 
@@ -585,7 +636,12 @@ def _coarse_rotations(coarse: _Sweep, params: CMCParams, shift_max: float) -> li
 
 
 def _refine(
-    grid: _Grid, target: np.ndarray, coarse: _Sweep, angles: np.ndarray, params: CMCParams
+    grid: _Grid,
+    target: np.ndarray,
+    coarse: _Sweep,
+    angles: np.ndarray,
+    params: CMCParams,
+    memo: dict | None = None,
 ) -> _Sweep:
     """Full-resolution search of each cell near its own coarse translation.
 
@@ -599,7 +655,7 @@ def _refine(
         centres[i, :, 0] = coarse.dx[j]
         centres[i, :, 1] = coarse.dy[j]
     margin = 2 * params.coarse_factor
-    return _sweep(grid, target, angles, params, centres=centres, margin=margin)
+    return _sweep(grid, target, angles, params, centres=centres, margin=margin, memo=memo)
 
 
 def _direction_result(

@@ -105,6 +105,19 @@ def extract_regions(image, tops, lefts, rows, cols, fft_shape):
     return raw, centred
 
 
+def rotated_regions(
+    target, thetas, out_shape, centre_in, centre_out, tops, lefts, rows, cols, fft_shape
+):
+    """Regions of the target rotated (by ``thetas[k]`` for region k) onto ``out_shape``."""
+    raw, centred = [], []
+    for k, theta in enumerate(thetas):
+        moved = rotate_masked(target, theta, out_shape, centre_in, centre_out)
+        r, c = extract_regions(moved, tops[k : k + 1], lefts[k : k + 1], rows, cols, fft_shape)
+        raw.append(r)
+        centred.append(c)
+    return np.concatenate(raw), np.concatenate(centred)
+
+
 def direct_ccf(templates, centred, h, w, lags):
     """Cross-correlation of zero-filled templates with regions, by explicit sums."""
     n = templates.shape[0]

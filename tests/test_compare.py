@@ -124,3 +124,40 @@ def test_fadul_known_match_outranks_every_non_match_of_its_query(fadul_dir):
     ]
     assert len(non_matches) == 16
     assert match.score > max(non_matches)
+
+
+def test_memoised_sweeps_equal_fresh_ones():
+    """Rotations reused from an overlapping window are bitwise the ones searched afresh."""
+    import ribin.compare as cmp
+
+    rng = np.random.default_rng(5)
+    a = ring_surface(rng, size=97)  # odd size
+    b = rotated(a, -7.0, shift=(3, 2)) + rng.normal(scale=0.3, size=a.shape).astype(np.float32)
+    b[:, :30] = np.nan
+    params = CMCParams(grid=(4, 4), angle_range_deg=(-15.0, 15.0))
+    grid = cmp._Grid.of(a, params, "a")
+    angles = params.angles()
+    coarse = cmp._sweep(cmp._low(grid, params), cmp._low_image(b, params), angles, params, scale=2)
+    memo: dict = {}
+    cmp._refine(grid, b, coarse, angles[2:], params, memo)
+    again = cmp._refine(grid, b, coarse, angles[:5], params, memo)  # 3 of 5 from the memo
+    assert len(memo) == len(angles)
+    fresh = cmp._refine(grid, b, coarse, angles[:5], params)
+    for name in ("dx", "dy", "corr"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(fresh, name))
+    assert np.isfinite(fresh.corr).any()
+
+
+@pytest.mark.parametrize("fft_shape,n_rows", [((108, 108), 69), ((80, 81), 9), ((15, 22), 15)])
+def test_lag_rows_ccf_is_irfft2(fft_shape, n_rows):
+    import scipy.fft
+
+    from ribin.compare import _lag_rows_ccf
+
+    rng = np.random.default_rng(n_rows)
+    x, t = rng.normal(size=(2, 3, *fft_shape)).astype(np.float32)
+    spectra = scipy.fft.rfft2(x) * np.conj(scipy.fft.rfft2(t))
+    want = scipy.fft.irfft2(spectra, s=fft_shape)[:, :n_rows]
+    got = _lag_rows_ccf(spectra, fft_shape, n_rows)
+    assert got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)

@@ -17,6 +17,7 @@ from ribin.kernels.ncc import (
     _masked_corr_at,
     _masked_ncc_map,
     _overall_corr,
+    _rotated_regions,
 )
 from ribin.kernels.resample import _downsample_mean, _rotate_masked
 
@@ -153,6 +154,54 @@ def test_centred_templates_and_regions_match_reference(seed):
     want_raw, want_c = ref.extract_regions(target, r_tops, r_lefts, rows, cols, fft_shape)
     assert_allclose(raw, want_raw, equal_nan=True)
     assert_allclose(centred, want_c, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("theta", [0.0, 0.7, -2.5])
+def test_rotated_regions_matches_reference(seed, theta):
+    image, target, tops, lefts, _h, _w, rows, cols, fft_shape = _cells_setup(seed)
+    target[5:25, 3:30] = np.nan  # most of the target invalid: some regions all-NaN
+    out_shape = (image.shape[0] + 1, image.shape[1])  # odd and even sides
+    c_in = ((target.shape[0] - 1) / 2, (target.shape[1] - 1) / 2)
+    c_out = ((out_shape[0] - 1) / 2, (out_shape[1] - 1) / 2)
+    # Region corners off the grid on every side.
+    r_tops = tops - 4 + np.array([-3, 0, 20, 2])
+    r_lefts = lefts - 4 + np.array([0, -9, 0, 4])
+    args = (r_tops, r_lefts, rows, cols, *fft_shape)
+    thetas = np.full(len(r_tops), theta)
+    raw, centred = _rotated_regions(target, thetas, *out_shape, *c_in, *c_out, *args)
+    want_raw, want_c = ref.rotated_regions(
+        target, thetas, out_shape, c_in, c_out, r_tops, r_lefts, rows, cols, fft_shape
+    )
+    assert_array_equal(np.isnan(raw), np.isnan(want_raw))
+    assert_allclose(raw, want_raw, rtol=1e-5, atol=1e-5, equal_nan=True)
+    assert_allclose(centred, want_c, atol=1e-4)
+    # Bitwise the unfused path used by compare() for the coarse search.
+    moved = _rotate_masked(target, theta, *out_shape, *c_in, *c_out)
+    raw2, centred2 = _extract_regions(moved, *args)
+    assert_array_equal(raw, raw2)
+    assert_array_equal(centred, centred2)
+    # One angle per region: each region as with its own angle.
+    mixed = np.array([theta, 0.2, -1.0, 3.0])
+    raw3, centred3 = _rotated_regions(target, mixed, *out_shape, *c_in, *c_out, *args)
+    for k in range(len(mixed)):
+        one = _rotated_regions(
+            target, mixed[k : k + 1], *out_shape, *c_in, *c_out, r_tops[k : k + 1],
+            r_lefts[k : k + 1], rows, cols, *fft_shape,
+        )  # fmt: skip
+        assert_array_equal(raw3[k], one[0][0])
+        assert_array_equal(centred3[k], one[1][0])
+
+
+def test_rotated_regions_all_nan():
+    target = np.full((12, 11), np.nan, dtype=np.float32)
+    tops = np.array([0, 3], dtype=np.int64)
+    thetas = np.array([0.3, -0.3])
+    raw, centred = _rotated_regions(
+        target, thetas, 12, 11, 5.5, 5.0, 5.5, 5.0, tops, tops, 5, 4, 6, 7
+    )
+    assert np.isnan(raw).all() and raw.shape == (2, 5, 4)
+    assert (centred == 0).all() and centred.shape == (2, 6, 7)
 
 
 @pytest.mark.parametrize("seed", range(3))
