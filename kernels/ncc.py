@@ -22,6 +22,19 @@ from .resample import _rotated_at
 
 
 @njit(**JIT)
+def _centre_window(raw, centred, k, total, count):
+    """Write window ``k`` of ``raw`` less its mean (``total / count``) into ``centred``."""
+    if count == 0:
+        return
+    mean = total / count
+    for i in range(raw.shape[1]):
+        for j in range(raw.shape[2]):
+            value = float(raw[k, i, j])
+            if not np.isnan(value):
+                centred[k, i, j] = value - mean
+
+
+@njit(**JIT)
 def _masked_corr_at(template, region, u, v):
     """Pearson correlation of a template and a region window, over pixels valid in both.
 
@@ -183,14 +196,7 @@ def _extract_regions(image, tops, lefts, rows, cols, fft_rows, fft_cols):
                 if not np.isnan(value):
                     total += float(value)
                     count += 1
-        if count == 0:
-            continue
-        mean = total / count
-        for i in range(rows):
-            for j in range(cols):
-                value = float(raw[k, i, j])
-                if not np.isnan(value):
-                    centred[k, i, j] = value - mean
+        _centre_window(raw, centred, k, total, count)
     return raw, centred
 
 
@@ -254,14 +260,7 @@ def _rotated_regions(
                 if not np.isnan(value):
                     total += float(value)
                     count += 1
-        if count == 0:
-            continue
-        mean = total / count
-        for i in range(rows):
-            for j in range(cols):
-                value = float(raw[k, i, j])
-                if not np.isnan(value):
-                    centred[k, i, j] = value - mean
+        _centre_window(raw, centred, k, total, count)
     return raw, centred
 
 
