@@ -75,3 +75,15 @@ def test_bad_calibration_files(tmp_path):
     path.write_text('{"model": "balanced-logistic-v1", "slope": 1}')
     with pytest.raises(InputError, match="incomplete"):
         Calibration.load(path)
+
+
+def test_default_calibration_ships_with_its_source(tmp_path):
+    from ribin.calibration import models_for_store
+
+    models, source = models_for_store(tmp_path)  # a store with no calibration of its own
+    assert source == "<default>"
+    assert set(models) == {"breech_face/3d", "firing_pin/3d"}
+    for model in models.values():
+        assert "synthetic" in model.source["data"]
+        assert model.slope > 0
+        assert model.log10_lr(0.0) < 0 < model.log10_lr(40.0)

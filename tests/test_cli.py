@@ -137,11 +137,14 @@ def test_errors_are_one_line_exit_1(runner, store, tmp_path, args, message):
 def test_calibrate_writes_a_model_search_then_uses(runner, store, tmp_path):
     truth = tmp_path / "truth.csv"
     truth.write_text("file,firearm\nF01-1.x3p,F01\nF01-2.x3p,F01\nF01-3.x3p,F01\nF04-1.x3p,F04\n")
-    result = runner.invoke(main, ["calibrate", str(store), "--truth", str(truth), "--json"])
+    result = runner.invoke(
+        main,
+        ["calibrate", str(store), "--truth", str(truth), "--source", "BB test fires", "--json"],
+    )
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
     assert "breech_face/3d" in document["models"]
-    assert document["models"]["breech_face/3d"]["source"]["data"] == "truth.csv"
+    assert document["models"]["breech_face/3d"]["source"]["data"] == "BB test fires"
     result = runner.invoke(main, ["search", str(store), "F01-1", "--scope", "country", "--json"])
     candidates = json.loads(result.output)["candidates"]
     assert candidates[0]["log_lr"] is not None and candidates[0]["log_lr"] > 0

@@ -19,9 +19,10 @@ from ribin.cli._options import progress_bar
     help="CSV of exhibit_id (or file) and firearm for the known test fires.",
 )
 @click.option("--out", type=click.Path(dir_okay=False), help="Default: STORE/calibration.json.")
+@click.option("--source", help="What the test fires are, for the record (default: the CSV's name).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @user_errors
-def calibrate(store: str, truth: str, out: str | None, as_json: bool) -> None:
+def calibrate(store: str, truth: str, out: str | None, source: str | None, as_json: bool) -> None:
     """Refit the log10 likelihood-ratio calibration of STORE from known test fires."""
     from ribin.calibrate import calibrate_store, read_truth
     from ribin.calibration import CALIBRATION_FILE, save_models
@@ -38,7 +39,9 @@ def calibrate(store: str, truth: str, out: str | None, as_json: bool) -> None:
                 bar.update(1)
                 n_pairs[0] = total
 
-            models = calibrate_store(opened, labels, source=Path(truth).name, progress=step)
+            models = calibrate_store(
+                opened, labels, source=source or Path(truth).name, progress=step
+            )
     target = Path(out) if out else Path(store) / CALIBRATION_FILE
     save_models(target, models)
     if as_json:
