@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -147,21 +147,13 @@ class SearchResult:
             "searcher": self.searcher,
             "scope": self.scope,
             "countries": list(self.countries),
-            "candidates": [_candidate_json(c) for c in self.candidates],
+            "candidates": [asdict(c) for c in self.candidates],
             "by_region": {k: list(v) for k, v in self.by_region.items()},
             "compared": self.compared,
             "considered": self.considered,
             "seconds": round(self.seconds, 3),
             "provenance": self.provenance,
         }
-
-
-def _candidate_json(candidate: Candidate) -> dict[str, Any]:
-    out = asdict(candidate)
-    for region in REGIONS:
-        if out[region] is not None:
-            out[region] = {k: v for k, v in out[region].items()}
-    return out
 
 
 def search(
@@ -222,9 +214,9 @@ def search(
     started = time.perf_counter()
     network = network or load_network()
     filters = filters or Filters()
-    params = params or SearchParams(exhaustive=exhaustive)
-    if exhaustive and not params.exhaustive:
-        params = SearchParams(params.shortlist_min, params.shortlist_fraction, True)
+    params = params or SearchParams()
+    if exhaustive:
+        params = replace(params, exhaustive=True)
     cmc_params = {**DEFAULT_PARAMS, **(cmc_params or {})}
     if top < 1:
         raise InputError(None, f"top must be at least 1, not {top}")

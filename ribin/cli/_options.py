@@ -51,3 +51,13 @@ def progress_bar(label: str, total: int):
     return click.progressbar(
         length=total, label=label, file=sys.stderr, hidden=not sys.stderr.isatty()
     )
+
+
+def advance(bar) -> Callable[[int, int], None]:
+    """A library ``progress(done, total)`` callback that moves ``bar`` to ``done`` of ``total``."""
+
+    def step(done: int, total: int) -> None:
+        bar.length = total
+        bar.update(done - bar.pos)
+
+    return step

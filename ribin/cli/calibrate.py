@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ribin.cli._common import echo_json, user_errors
-from ribin.cli._options import progress_bar
+from ribin.cli._options import advance, progress_bar
 
 
 @click.command()
@@ -30,17 +30,9 @@ def calibrate(store: str, truth: str, out: str | None, source: str | None, as_js
 
     labels = read_truth(truth)
     with SignatureStore.open(store, "r") as opened:
-        n_pairs = [0]
-
         with progress_bar("comparing", 1) as bar:
-
-            def step(done: int, total: int) -> None:
-                bar.length = total
-                bar.update(1)
-                n_pairs[0] = total
-
             models = calibrate_store(
-                opened, labels, source=source or Path(truth).name, progress=step
+                opened, labels, source=source or Path(truth).name, progress=advance(bar)
             )
     target = Path(out) if out else Path(store) / CALIBRATION_FILE
     save_models(target, models)
@@ -49,7 +41,7 @@ def calibrate(store: str, truth: str, out: str | None, source: str | None, as_js
             {"calibration": str(target), "models": {k: m.to_dict() for k, m in models.items()}}
         )
         return
-    click.echo(f"{n_pairs[0]} pairs compared; calibration written to {target}")
+    click.echo(f"{bar.length} pairs compared; calibration written to {target}")
     for key, model in sorted(models.items()):
         click.echo(
             f"{key}: {model.n_match} match / {model.n_nonmatch} non-match pairs, "

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ribin.cli._common import user_errors
-from ribin.cli._options import progress_bar
+from ribin.cli._options import advance, progress_bar
 
 
 @click.command()
@@ -49,7 +49,7 @@ def demo(out: str, modality: str, top: int) -> None:
             rows,
             store_path,
             modality=modality,
-            progress=lambda done, total: bar.update(done - bar.pos),
+            progress=advance(bar),
         )
     added = sum(r.added for r in results)
     click.echo(

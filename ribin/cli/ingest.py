@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ribin.cli._common import echo_json, user_errors
-from ribin.cli._options import extract_kwargs, extraction_options, progress_bar
+from ribin.cli._options import advance, extract_kwargs, extraction_options, progress_bar
 
 
 @click.command()
@@ -57,7 +57,7 @@ def ingest(store: str, files: tuple[str, ...], **params) -> None:
             metadata,
             exhibit_ids=[exhibit_id] if exhibit_id else None,
             pixel_size_um=pixel_size,
-            progress=lambda done, total: bar.update(1),
+            progress=advance(bar),
             **options,
         )
     if as_json:

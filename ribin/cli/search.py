@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ribin.cli._common import echo_json, user_errors
-from ribin.cli._options import extract_kwargs, extraction_options, progress_bar
+from ribin.cli._options import advance, extract_kwargs, extraction_options, progress_bar
 
 
 @click.command()
@@ -64,11 +64,6 @@ def search(store: str, query: str, **params) -> None:
             else query
         )
         with progress_bar("comparing", 1) as bar:
-
-            def step(done: int, total: int) -> None:
-                bar.length = total
-                bar.update(1)
-
             result = run_search(
                 opened,
                 target,
@@ -79,7 +74,7 @@ def search(store: str, query: str, **params) -> None:
                 network=network,
                 filters=filters,
                 calibration=models,
-                progress=step,
+                progress=advance(bar),
             )
     if as_json:
         document = result.to_json()
