@@ -309,7 +309,7 @@ def _best_lags(ccf, centred, raw, image, tops, lefts, h, w, min_overlap):
     overlap = np.zeros(n, dtype=np.int64)
     for k in prange(n):
         energy = np.zeros((rows + 1, cols + 1), dtype=np.float64)
-        count = np.zeros((rows + 1, cols + 1), dtype=np.int64)
+        count = np.zeros((rows + 1, cols + 1), dtype=np.int32)
         for i in range(rows):
             row_e = 0.0
             row_c = 0
@@ -320,20 +320,21 @@ def _best_lags(ccf, centred, raw, image, tops, lefts, h, w, min_overlap):
                     row_c += 1
                 energy[i + 1, j + 1] = energy[i, j + 1] + row_e
                 count[i + 1, j + 1] = count[i, j + 1] + row_c
+        # Scores first, without a branch, so that the division and square root vectorise;
+        # then the first largest in row-major lag order, as a plain scan would find it.
+        score = np.empty(nv, dtype=np.float64)
         best = -np.inf
         bu = -1
         bv = -1
         for u in range(nu):
             for v in range(nv):
                 c = count[u + h, v + w] - count[u, v + w] - count[u + h, v] + count[u, v]
-                if c < min_overlap[k]:
-                    continue
                 e = energy[u + h, v + w] - energy[u, v + w] - energy[u + h, v] + energy[u, v]
-                if e <= 0.0:
-                    continue
-                score = ccf[k, u, v] / math.sqrt(e)
-                if score > best:
-                    best = score
+                ok = (c >= min_overlap[k]) & (e > 0.0)
+                score[v] = ccf[k, u, v] / math.sqrt(e if ok else 1.0) if ok else -np.inf
+            for v in range(nv):
+                if score[v] > best:
+                    best = score[v]
                     bu = u
                     bv = v
         if bu < 0:

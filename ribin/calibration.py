@@ -45,6 +45,9 @@ class Calibration:
         Known-match and known-non-match scores it was fitted on.
     source : dict
         Where the scores came from (data set, date, software version, parameters).
+    match_scores, nonmatch_scores : tuple of float
+        The fitting scores themselves, kept so a report can show where a new score sits
+        among them; empty for models saved before they were kept.
     """
 
     intercept: float
@@ -55,6 +58,13 @@ class Calibration:
     n_nonmatch: int
     model: str = MODEL
     source: dict[str, Any] = field(default_factory=dict)
+    match_scores: tuple[float, ...] = ()
+    nonmatch_scores: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        # JSON gives lists; keep tuples so models stay hashable-looking and compare equal.
+        for name in ("match_scores", "nonmatch_scores"):
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
 
     def log10_lr(self, scores: np.ndarray | float) -> np.ndarray:
         """log10 likelihood ratio of each score (monotone non-decreasing in the score)."""
@@ -172,6 +182,8 @@ def fit_calibration(
         n_match=int(km.size),
         n_nonmatch=int(knm.size),
         source=record,
+        match_scores=tuple(round(float(v), 6) for v in km),
+        nonmatch_scores=tuple(round(float(v), 6) for v in knm),
     )
 
 

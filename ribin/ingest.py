@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,32 @@ from ribin.store import AddResult, SignatureStore
 from ribin.store_format import ExhibitMetadata
 
 Progress = Callable[[int, int], None]
+
+_DETECTION_KEYS = (
+    "primer_center_px",
+    "primer_radius_px",
+    "firing_pin",
+    "cropped_input",
+    "primer_confidence",
+    "fp_confidence",
+)
+
+
+@dataclass(frozen=True)
+class IngestResult(AddResult):
+    """Outcome of ingesting one file: the store's answer plus the extraction's quality.
+
+    ``quality`` maps each extracted region to its figures (``valid_fraction``,
+    ``valid_area_mm2``, ``detection_confidence``, noise); ``missing`` gives the reason a
+    region was not extracted; ``warnings`` says when to consider re-imaging; ``detection``
+    where the primer and firing pin were found (input pixels), to check before relying on
+    the signatures and to start a manual override from.
+    """
+
+    quality: dict[str, dict[str, Any]] = field(default_factory=dict)
+    detection: dict[str, Any] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
 
 def exhibit_id_for(path: str | os.PathLike) -> str:
@@ -65,7 +92,7 @@ def ingest(
     pixel_size_um: float | None = None,
     progress: Progress | None = None,
     **extract_options: Any,
-) -> list[AddResult]:
+) -> list[IngestResult]:
     """Extract every file and add them to ``store`` in one crash-safe write.
 
     Nothing is written unless every file extracts: a bad file raises before the store is
@@ -90,7 +117,7 @@ def ingest(
 
     Returns
     -------
-    list of AddResult
+    list of IngestResult
         One per file; ``added`` is False for an exhibit that was already stored.
     """
     if not files:
@@ -113,7 +140,17 @@ def ingest(
         batch.append((exhibit, metadata))
         if progress is not None:
             progress(done, len(files))
-    return store.add_many(batch)
+    results = store.add_many(batch)
+    return [
+        IngestResult(
+            **dataclasses.asdict(result),
+            quality={k: dict(sig.quality) for k, sig in exhibit.signatures().items()},
+            detection={k: exhibit.detection[k] for k in _DETECTION_KEYS if k in exhibit.detection},
+            missing=dict(exhibit.missing),
+            warnings=tuple(exhibit.warnings),
+        )
+        for result, (exhibit, _) in zip(results, batch, strict=True)
+    ]
 
 
 make_module_callable(__name__, ingest)

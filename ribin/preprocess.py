@@ -29,7 +29,7 @@ __all__ = [
     "resample_nan",
 ]
 
-DETECTOR_VERSION = "1"
+DETECTOR_VERSION = "2"
 #: Primer radius by primer size (um): small pistol 4.45 mm, large pistol 5.33 mm diameter.
 PRIMER_RADIUS_UM = {"small pistol": 2225.0, "large pistol": 2665.0}
 #: Caliber hint -> primer radius (um).
@@ -697,6 +697,36 @@ def _fp_candidates_3d(
     return core, extent, float(depth / max(noise, 1e-6))
 
 
+def _polar_contour(gain: np.ndarray, max_jump: int) -> np.ndarray:
+    """Closed path through a polar map: one radius index per angle, at most `max_jump`
+    apart between neighbouring angles, maximising the summed `gain` (dynamic programming).
+
+    The angles are run twice around; the path of the second turn, which no longer depends
+    on where the first one started, closes the contour.
+    """
+    n, m = gain.shape
+    tiled = np.concatenate([gain, gain], axis=0)
+    score = tiled[0].copy()
+    back = np.zeros((2 * n, m), np.int32)
+    idx = np.arange(m)
+    for t in range(1, 2 * n):
+        best = score.copy()
+        arg = idx.copy()
+        for d in range(1, max_jump + 1):
+            for shifted_idx in (np.clip(idx - d, 0, m - 1), np.clip(idx + d, 0, m - 1)):
+                cand = score[shifted_idx]
+                better = cand > best
+                best = np.where(better, cand, best)
+                arg = np.where(better, shifted_idx, arg)
+        score = best + tiled[t]
+        back[t] = arg
+    path = np.empty(2 * n, np.int64)
+    path[-1] = int(np.argmax(score))
+    for t in range(2 * n - 1, 0, -1):
+        path[t - 1] = back[t, path[t]]
+    return path[n:]
+
+
 def _fp_candidates_2d(
     image: np.ndarray,
     pixel_um: float,
@@ -704,38 +734,43 @@ def _fp_candidates_2d(
     cy: float,
     r: float,
 ) -> tuple[np.ndarray, np.ndarray, float] | None:
-    """2D: the impression's wall shows as the strongest closed edge near the primer centre;
-    its outline is the outermost strong edge on rays from the centre."""
+    """2D: under a ring light the impression's cap or wall shines, so its outline is the
+    closed contour around the primer centre along which the image falls most from inside
+    to outside. Short, bright toolmark glints also make strong edges; a contour found by
+    dynamic programming over all angles at once cannot follow them far."""
     sigma = max(1.0, 8.0 / pixel_um)
-    edges = _edge_strength(image, sigma)
-    edges = cv2.GaussianBlur(edges, (0, 0), sigma)
-    step = max(1.0, 3.0 / pixel_um)
+    smooth = cv2.GaussianBlur(image, (0, 0), sigma)
+    step = max(1.0, 4.0 / pixel_um)
     n_angles = 360
+    # The outline's radius changes by at most ~30 um per degree (corners of a Glock pin
+    # seen from an off-centre primer centre).
+    max_jump = max(1, math.ceil(30.0 / (step * pixel_um)))
+    theta = np.linspace(0, 2 * math.pi, n_angles, endpoint=False)
     ox, oy = cx, cy
     mask = None
+    contrast = 0.0
     for _ in range(2):
-        prof, radii = _rays(edges, ox, oy, 0.0, 0.85 * r, n_angles, step)
-        # The outline is long and coherent, the texture's edges short: averaging over
-        # +-4 degrees of neighbouring rays keeps the first and damps the second.
-        prof = ndimage.uniform_filter1d(prof, 9, axis=0, mode="wrap")
-        background = float(np.percentile(prof[:, radii > 0.6 * r], 95))
-        prof = prof[:, radii <= 0.55 * r]
-        radii = radii[radii <= 0.55 * r]
-        peak = prof.max(axis=1)
-        # The outline: the outermost edge nearly as strong as the ray's strongest.
-        thresh = np.maximum(0.7 * peak, 1.5 * background)[:, None]
-        above = prof > thresh
-        has = above.any(axis=1)
-        last = prof.shape[1] - 1 - np.argmax(above[:, ::-1], axis=1)
-        r_out = np.where(has, radii[last], np.nan)
-        if np.isfinite(r_out).sum() < 0.5 * n_angles:
-            return None
-        # Rays caught by a drag mark or a scratch reach too far: replace by the median of
-        # their neighbours (a running median over the angle).
-        r_med = ndimage.median_filter(np.nan_to_num(r_out, nan=0.0), size=31, mode="wrap")
-        bad = ~np.isfinite(r_out) | (np.abs(r_out - r_med) > 0.15 * r_med + 2)
-        r_use = np.where(bad, r_med, r_out)
-        theta = np.linspace(0, 2 * math.pi, n_angles, endpoint=False)
+        prof, radii = _rays(smooth, ox, oy, 0.06 * r, 0.55 * r, n_angles, step)
+        fall = -np.gradient(prof, axis=1)
+        fall = ndimage.uniform_filter1d(fall, 3, axis=0, mode="wrap")
+        spread = float(np.percentile(np.abs(fall), 99)) + 1e-12
+        # Saturate: a few extreme glints must not outweigh a long, steady outline.
+        fall = np.clip(fall, -spread, spread)
+        rays = np.arange(n_angles)
+        path = _polar_contour(fall, max_jump)
+        # A lit rim (the lip raised around the impression) can make a second falling edge
+        # just outside the outline; the outline is the inner one when it is nearly as
+        # strong.
+        index = np.arange(radii.size)[None, :]
+        inside = (index < path[:, None] - max(2, round(20.0 / (step * pixel_um)))) & (
+            index > 0.7 * path[:, None]
+        )
+        inner = _polar_contour(np.where(inside, fall, -spread), max_jump)
+        if np.mean(fall[rays, inner]) > 0.6 * np.mean(fall[rays, path]):
+            path = inner
+        r_use = radii[path]
+        noise = 1.4826 * float(np.median(np.abs(fall - np.median(fall)))) + 1e-12
+        contrast = float(np.mean(fall[rays, path]) / noise)
         pts = np.stack([ox + np.cos(theta) * r_use, oy + np.sin(theta) * r_use], axis=1)
         mask = np.zeros(image.shape, np.uint8)
         cv2.fillPoly(mask, [np.round(pts * 16).astype(np.int32)], 1, shift=4)
@@ -744,11 +779,9 @@ def _fp_candidates_2d(
         if rows.size < 20:
             return None
         ox, oy = cols.mean(), rows.mean()
-        support = 1.0 - bad.mean()
-    contrast = float(np.median(peak) / (background + 1e-12))
-    if contrast < 1.5:
+    if contrast < 3.0:
         return None
-    return mask, mask, float(contrast * support)
+    return mask, mask, contrast
 
 
 def detect_regions(

@@ -5,22 +5,27 @@ Two stages over every candidate in scope, per region (breech face, firing pin):
 1. the prefilter (:mod:`ribin.prefilter`) scores all of them from their stored feature
    vectors, which are rotation and translation tolerant and cost microseconds each;
 2. the full congruent-matching-cells comparison (:func:`ribin.compare.compare`) re-scores
-   the best ``shortlist`` of that ranking, or every candidate with ``exhaustive=True``.
+   the best ``shortlist`` of that ranking, or every candidate with ``exhaustive=True``; a
+   candidate shortlisted in one region is compared in its other region too.
 
 The regions are ranked separately, as examiners read them, and combined into one list:
 by the sum of the regions' log10 likelihood ratios where a calibration exists (treating
 the regions as independent evidence, an approximation stated in the result), else by the
 sum of their scores.
+
+The search runs embedded (this process) or on Dask (:mod:`ribin.distributed`, one task per
+store segment); both engines run the shard steps and the merge below, so they return the
+same ranking and scores. :func:`search_batch` runs many queries in one pass over the store.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -29,7 +34,7 @@ from ribin._callable import make_module_callable
 from ribin.calibration import Calibration, model_key
 from ribin.compare import DEFAULT_PARAMS, CMCParams, compare
 from ribin.errors import InputError
-from ribin.exhibit import REGIONS, Exhibit
+from ribin.exhibit import REGIONS, Exhibit, Signature
 from ribin.network import Network, load_network
 from ribin.store import FeatureTable, Scope, SignatureStore, StoredExhibit
 
@@ -41,11 +46,16 @@ class SearchParams:
     """How much of the prefilter ranking gets the full comparison.
 
     The shortlist of each region is ``max(shortlist_min, ceil(shortlist_fraction * n))``
-    of the ``n`` candidates in scope (all of them when ``exhaustive``).
+    of the ``n`` candidates in scope (all of them when ``exhaustive``). The defaults were set
+    by ``benchmarks/bench_search_accuracy.py`` (3D): no true match of the synthetic or Fadul
+    sets ranked below 2nd on the breech-face prefilter, and the extrapolated worst rank is
+    about 5 among 10^4 candidates and about 36 among 10^5, so 10 and 0.1 % keep a margin
+    of 2-3 while a query at 10^4 stays near 10 s on 2 cores. The 2D prefilter does not rank
+    true matches high (same benchmark): search 2D exhibits with ``exhaustive``.
     """
 
-    shortlist_min: int = 50
-    shortlist_fraction: float = 0.02
+    shortlist_min: int = 10
+    shortlist_fraction: float = 0.001
     exhaustive: bool = False
 
     def shortlist(self, n: int) -> int:
@@ -156,6 +166,10 @@ class SearchResult:
         }
 
 
+Engine = Literal["embedded", "dask"]
+ENGINES: tuple[str, ...] = ("embedded", "dask")
+
+
 def search(
     store: SignatureStore,
     query: Exhibit | StoredExhibit | str,
@@ -170,6 +184,8 @@ def search(
     cmc_params: Mapping[str, CMCParams] | None = None,
     calibration: Mapping[str, Calibration] | None = None,
     progress: Progress | None = None,
+    engine: Engine = "embedded",
+    scheduler: Any = None,
 ) -> SearchResult:
     """Rank the exhibits of ``store`` visible in ``scope`` against ``query``.
 
@@ -200,17 +216,476 @@ def search(
         ``"region/modality"`` -> :class:`~ribin.calibration.Calibration` (see
         :func:`ribin.calibration.model_key`), for log10 likelihood ratios.
     progress : callable, optional
-        Called as ``progress(done, total)`` after each full comparison.
+        Called as ``progress(done, total)`` after each full comparison (with the Dask
+        engine, after each store segment's comparisons).
+    engine : {"embedded", "dask"}
+        ``"embedded"`` searches in this process; ``"dask"`` spreads the store's segments
+        over a Dask cluster (:mod:`ribin.distributed`). Both give the same ranking and
+        scores.
+    scheduler : str or distributed.Client, optional
+        Dask scheduler address (``"tcp://host:8786"``); implies ``engine="dask"``. With
+        the Dask engine and no address, a local cluster of worker processes is started.
 
     Returns
     -------
     SearchResult
+        ``provenance`` names the engine, the scheduler and the segments searched.
 
     Raises
     ------
     InputError
-        Unknown scope or country, no searching country, a query exhibit not in the store.
+        Unknown scope, country or engine, no searching country, a query exhibit not in
+        the store.
+    ribin.distributed.ShardError
+        Dask engine: segments that could not be searched (never a partial answer).
     """
+    return search_batch(
+        store,
+        [query],
+        scope=scope,
+        searcher=searcher,
+        top=top,
+        exhaustive=exhaustive,
+        network=network,
+        filters=filters,
+        params=params,
+        cmc_params=cmc_params,
+        calibration=calibration,
+        progress=progress,
+        engine=engine,
+        scheduler=scheduler,
+    )[0]
+
+
+def search_batch(
+    store: SignatureStore,
+    queries: Sequence[Exhibit | StoredExhibit | str],
+    *,
+    scope: str | list[str] = "network",
+    searcher: str | None = None,
+    top: int = 20,
+    exhaustive: bool = False,
+    network: Network | None = None,
+    filters: Filters | None = None,
+    params: SearchParams | None = None,
+    cmc_params: Mapping[str, CMCParams] | None = None,
+    calibration: Mapping[str, Calibration] | None = None,
+    progress: Progress | None = None,
+    engine: Engine = "embedded",
+    scheduler: Any = None,
+) -> list[SearchResult]:
+    """:func:`search` for many queries in one pass over the store.
+
+    The store's prefilter features are read once for all queries, and each candidate
+    exhibit is read once however many queries shortlist it. Each result is the one
+    :func:`search` gives for that query alone; ``seconds`` is the whole batch's time.
+
+    Parameters
+    ----------
+    store : SignatureStore
+        Open store to search.
+    queries : sequence of Exhibit, StoredExhibit or str
+        The queries; a stored query searches as its own country unless ``searcher`` is
+        given.
+    scope, searcher, top, exhaustive, network, filters, params, cmc_params, calibration
+        As for :func:`search`.
+    progress, engine, scheduler
+        As for :func:`search`; ``progress`` counts the comparisons of the whole batch.
+
+    Returns
+    -------
+    list of SearchResult
+        One per query, in order.
+    """
+    if engine not in ENGINES:
+        raise InputError(None, f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine == "dask" or scheduler is not None:
+        from ribin import distributed  # dask loads only when asked for
+
+        return distributed.search_batch(
+            store,
+            queries,
+            scheduler=scheduler,
+            scope=scope,
+            searcher=searcher,
+            top=top,
+            exhaustive=exhaustive,
+            network=network,
+            filters=filters,
+            params=params,
+            cmc_params=cmc_params,
+            calibration=calibration,
+            progress=progress,
+        )
+    return run_search(
+        store,
+        queries,
+        InProcessShards(store),
+        scope=scope,
+        searcher=searcher,
+        top=top,
+        exhaustive=exhaustive,
+        network=network,
+        filters=filters,
+        params=params,
+        cmc_params=cmc_params,
+        calibration=calibration,
+        progress=progress,
+    )
+
+
+# ------------------------------------------------------------------ the shared pipeline
+#
+# Both engines run :func:`run_search`; they differ only in where the two shard steps run.
+# A *shard* is part of the store (the embedded engine: the whole store; the Dask engine: one
+# segment file). Per shard, step 1 (:func:`rank_shard`) ranks its candidates by prefilter
+# score and hands the client the sorted scores; the client merges them into the global
+# ranking (a stable sort, exactly as over the whole store) and picks the shortlist; step 2
+# (:func:`compare_shard`) fully compares the shard's part of the shortlist. Scores depend
+# only on the candidate, never on which others share its shard, so the engines agree.
+
+
+@dataclass(frozen=True)
+class RegionQuery:
+    """One region of a query, with its prefilter feature vector (L,)."""
+
+    region: str
+    signature: Signature
+    vector: np.ndarray
+
+
+@dataclass(frozen=True)
+class ShardQuery:
+    """What a shard needs to know of one query (small; pickled to Dask workers)."""
+
+    exhibit_id: str
+    scope: Scope
+    own: tuple[str, str] | None  # (country, content_id) of a stored query: not a candidate
+    regions: tuple[RegionQuery, ...]
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """One shard's prefilter ranking of one query region: table rows and scores, best first."""
+
+    rows: np.ndarray
+    scores: np.ndarray
+
+
+@dataclass
+class ShardState:
+    """A shard after step 1: its feature tables (features dropped) and rankings per query."""
+
+    tables: dict[str, FeatureTable]
+    rankings: list[dict[str, Ranking]]
+
+
+@dataclass(frozen=True)
+class CandidateRow:
+    """The stored exhibit behind a candidate row, as listed in the results."""
+
+    exhibit_id: str
+    country: str
+    site: str
+    caliber: str
+    role: str
+    content_id: str
+
+
+@dataclass(frozen=True)
+class Found:
+    """Step 2 output: a candidate at ``position`` of a shard's ranking of one region.
+
+    ``result`` holds the full comparison (score, cmc_count, registration) when it was on
+    the shortlist, else None.
+    """
+
+    position: int
+    key: str
+    row: CandidateRow
+    prefilter_score: float
+    result: dict[str, Any] | None
+
+
+# requests[query index] = {region: (n_compare, n_list)}: compare this shard's first
+# n_compare candidates of that region and list its first n_list
+Requests = list[dict[str, tuple[int, int]]]
+
+
+def candidate_mask(
+    table: FeatureTable,
+    query: ShardQuery,
+    region: RegionQuery,
+    filters: Filters,
+    removed: frozenset[str] = frozenset(),
+) -> np.ndarray:
+    """Rows of ``table`` that are candidates for ``region`` of ``query``.
+
+    ``removed`` lists content IDs tombstoned in the table's segment (a shard read as a
+    bare segment file does not know the store's tombstones).
+    """
+    signature = region.signature
+    keep = query.scope.mask(table.country, table.sharing)
+    keep &= filters.mask(table, signature.modality)
+    keep &= np.isclose(table.pixel_size_um.astype(np.float64), signature.pixel_size_um, 0.01)
+    if query.own is not None:
+        country, content_id = query.own
+        keep &= ~((table.content_id == content_id) & (table.country == country))
+    keep &= table.signature_id != signature.id  # the same data stored under another ID
+    if removed:
+        keep &= ~np.isin(table.content_id.astype(str), sorted(removed))
+    return np.asarray(keep, dtype=bool)
+
+
+def rank_shard(
+    tables: Mapping[str, FeatureTable],
+    queries: Sequence[ShardQuery],
+    filters: Filters,
+    removed: frozenset[str] = frozenset(),
+) -> ShardState:
+    """Step 1 on one shard: prefilter-rank its candidates for every query region."""
+    rankings = []
+    for query in queries:
+        per_region = {}
+        for region in query.regions:
+            table = tables[region.region]
+            rows = np.flatnonzero(candidate_mask(table, query, region, filters, removed))
+            scores = (
+                prefilter.similarity(region.vector, table.features[rows])
+                if rows.size
+                else np.zeros(0)
+            )
+            order = np.argsort(-scores, kind="stable")
+            per_region[region.region] = Ranking(rows[order], scores[order])
+        rankings.append(per_region)
+    slim = {name: replace(table, features=table.features[:0]) for name, table in tables.items()}
+    return ShardState(slim, rankings)
+
+
+def shard_scores(state: ShardState) -> list[dict[str, np.ndarray]]:
+    """The part of step 1 the client needs: sorted prefilter scores per query region."""
+    return [{region: r.scores for region, r in per.items()} for per in state.rankings]
+
+
+def compare_shard(
+    state: ShardState,
+    requests: Requests,
+    queries: Sequence[ShardQuery],
+    cmc_params: Mapping[str, CMCParams],
+    load: Callable[[str, str], StoredExhibit],
+    on_compare: Callable[[], None] | None = None,
+) -> list[dict[str, list[Found]]]:
+    """Step 2 on one shard: fully compare and list the requested candidates.
+
+    A candidate compared in one region of a query is also compared in its other regions
+    (an exhibit's signatures share a segment), so that every compared candidate has a full
+    result in each region where it is a candidate. ``load(exhibit_id, country)`` reads a
+    stored exhibit; each is read once per call.
+    """
+    loaded: dict[str, StoredExhibit] = {}
+
+    def full(region: RegionQuery, table: FeatureTable, row: int, key: str) -> dict[str, Any]:
+        candidate = loaded.get(key)
+        if candidate is None:
+            candidate = load(str(table.exhibit_id[row]), str(table.country[row]))
+            loaded[key] = candidate
+        other = candidate.exhibit.signatures()[region.region]
+        comparison = compare(region.signature, other, cmc_params[region.region])
+        if on_compare is not None:
+            on_compare()
+        return {
+            "score": comparison.score,
+            "cmc_count": comparison.cmc_count,
+            "rotation_deg": comparison.registration.rotation_deg,
+            "dx_um": comparison.registration.dx_um,
+            "dy_um": comparison.registration.dy_um,
+        }
+
+    out = []
+    for index, (query, request) in enumerate(zip(queries, requests, strict=True)):
+        rankings = state.rankings[index]
+        per_region: dict[str, list[Found]] = {}
+        for region in query.regions:
+            n_compare, n_list = request.get(region.region, (0, 0))
+            ranking, table = rankings[region.region], state.tables[region.region]
+            found = []
+            for position in range(n_list):
+                row = int(ranking.rows[position])
+                key = _row_key(table, row)
+                result = full(region, table, row, key) if position < n_compare else None
+                score = float(ranking.scores[position])
+                found.append(Found(position, key, _row(table, row), score, result))
+            per_region[region.region] = found
+        # A candidate shortlisted in one region is compared in every region where it is a
+        # candidate, so the combined ranking never weighs a one-region comparison against a
+        # two-region one (a weak firing-pin prefilter then cannot cost a breech-face match).
+        compared = {f.key for found in per_region.values() for f in found if f.result}
+        for region in query.regions:
+            listed = per_region[region.region]
+            ranking, table = rankings[region.region], state.tables[region.region]
+            for i, item in enumerate(listed):
+                if item.result is None and item.key in compared:
+                    row = int(ranking.rows[item.position])
+                    listed[i] = replace(item, result=full(region, table, row, item.key))
+            wanted = compared - {f.key for f in listed}
+            if not wanted:
+                continue
+            for position, row in enumerate(ranking.rows.tolist()):
+                key = _row_key(table, row)
+                if key in wanted:
+                    score = float(ranking.scores[position])
+                    result = full(region, table, row, key)
+                    listed.append(Found(position, key, _row(table, row), score, result))
+        out.append(per_region)
+    return out
+
+
+def _row_key(table: FeatureTable, row: int) -> str:
+    # the same exhibit may be held by two countries: key by owner and content
+    return f"{table.country[row]}/{table.content_id[row]}"
+
+
+def _row(table: FeatureTable, row: int) -> CandidateRow:
+    return CandidateRow(
+        exhibit_id=str(table.exhibit_id[row]),
+        country=str(table.country[row]),
+        site=str(table.site[row]),
+        caliber=str(table.caliber[row]),
+        role=str(table.role[row]),
+        content_id=str(table.content_id[row]),
+    )
+
+
+class Shards(Protocol):
+    """Where the two shard steps run (one engine)."""
+
+    def prefilter(
+        self, queries: Sequence[ShardQuery], filters: Filters
+    ) -> list[list[dict[str, np.ndarray]]]:
+        """Step 1 on every shard; per shard, :func:`shard_scores`."""
+        ...
+
+    def compare(
+        self,
+        requests: list[Requests],
+        queries: Sequence[ShardQuery],
+        cmc_params: Mapping[str, CMCParams],
+        progress: Callable[[int], None],
+    ) -> list[list[dict[str, list[Found]]]]:
+        """Step 2 on every shard (``requests`` per shard); calls ``progress(n_compared)``."""
+        ...
+
+    def provenance(self) -> dict[str, Any]:
+        """``engine``, ``scheduler`` and ``shards`` (segment names searched)."""
+        ...
+
+
+class InProcessShards:
+    """The embedded engine: the whole store is one shard, searched in this process."""
+
+    def __init__(self, store: SignatureStore):
+        self.store = store
+        self._state: ShardState | None = None
+
+    def prefilter(
+        self, queries: Sequence[ShardQuery], filters: Filters
+    ) -> list[list[dict[str, np.ndarray]]]:
+        scopes = {query.scope for query in queries}
+        common = scopes.pop() if len(scopes) == 1 else None  # read less when all agree
+        regions = dict.fromkeys(r.region for query in queries for r in query.regions)
+        tables = {region: self.store.features(scope=common, kind=region) for region in regions}
+        self._state = rank_shard(tables, queries, filters)
+        return [shard_scores(self._state)]
+
+    def compare(
+        self,
+        requests: list[Requests],
+        queries: Sequence[ShardQuery],
+        cmc_params: Mapping[str, CMCParams],
+        progress: Callable[[int], None],
+    ) -> list[list[dict[str, list[Found]]]]:
+        assert self._state is not None, "prefilter first"
+        found = compare_shard(
+            self._state,
+            requests[0],
+            queries,
+            cmc_params,
+            lambda exhibit_id, country: self.store.get(exhibit_id, country=country),
+            lambda: progress(1),
+        )
+        return [found]
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "engine": "embedded",
+            "scheduler": None,
+            "shards": [ref.name for ref in self.store.segments()],
+        }
+
+
+@dataclass(frozen=True)
+class _Merge:
+    """The global prefilter ranking of one query region, merged from the shards' rankings."""
+
+    offsets: np.ndarray  # where each shard's scores start in the concatenation
+    rank_of: np.ndarray  # concatenated index -> 0-based global prefilter rank
+    n: int
+    n_full: int
+    compare_counts: np.ndarray  # per shard: how many of its best are fully compared
+    list_counts: np.ndarray  # per shard: how many of its best are listed
+
+    @classmethod
+    def of(cls, parts: Sequence[np.ndarray], params: SearchParams, top: int) -> _Merge:
+        sizes = [len(part) for part in parts]
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        scores = np.concatenate(parts) if parts else np.zeros(0)
+        # stable: ties keep store order, as in one ranking over the whole store
+        order = np.argsort(-scores, kind="stable")
+        rank_of = np.empty(len(order), dtype=np.int64)
+        rank_of[order] = np.arange(len(order))
+        n = len(order)
+        n_full = params.shortlist(n)
+        n_list = min(n, max(n_full, top))
+        shard_of = np.searchsorted(offsets, order, side="right") - 1
+        return cls(
+            offsets,
+            rank_of,
+            n,
+            n_full,
+            np.bincount(shard_of[:n_full], minlength=len(parts)),
+            np.bincount(shard_of[:n_list], minlength=len(parts)),
+        )
+
+    def rank(self, shard: int, position: int) -> int:
+        return int(self.rank_of[self.offsets[shard] + position]) + 1
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    query: ShardQuery
+    exhibit: Exhibit
+    stored: StoredExhibit | None
+    searcher: str
+    scope: Scope
+
+
+def run_search(
+    store: SignatureStore,
+    queries: Sequence[Exhibit | StoredExhibit | str],
+    shards: Shards,
+    *,
+    scope: str | list[str] = "network",
+    searcher: str | None = None,
+    top: int = 20,
+    exhaustive: bool = False,
+    network: Network | None = None,
+    filters: Filters | None = None,
+    params: SearchParams | None = None,
+    cmc_params: Mapping[str, CMCParams] | None = None,
+    calibration: Mapping[str, Calibration] | None = None,
+    progress: Progress | None = None,
+) -> list[SearchResult]:
+    """The search of :func:`search_batch`, with the shard steps run by ``shards``."""
     started = time.perf_counter()
     network = network or load_network()
     filters = filters or Filters()
@@ -220,97 +695,129 @@ def search(
     cmc_params = {**DEFAULT_PARAMS, **(cmc_params or {})}
     if top < 1:
         raise InputError(None, f"top must be at least 1, not {top}")
+    scope_text = scope if isinstance(scope, str) else ",".join(scope)
+    prepared = [_prepare(store, query, scope, searcher, network) for query in queries]
+    shard_queries = [p.query for p in prepared]
 
+    scores = shards.prefilter(shard_queries, filters)
+    merges = [
+        {
+            r.region: _Merge.of([part[i][r.region] for part in scores], params, top)
+            for r in p.query.regions
+        }
+        for i, p in enumerate(prepared)
+    ]
+    requests: list[Requests] = [
+        [
+            {
+                region: (int(m.compare_counts[s]), int(m.list_counts[s]))
+                for region, m in per.items()
+                if m.list_counts[s]
+            }
+            for per in merges
+        ]
+        for s in range(len(scores))
+    ]
+    total = sum(m.n_full for per in merges for m in per.values())
+    done = 0
+
+    def advance(n: int) -> None:
+        # the total is the shortlists' size; a candidate shortlisted in one region only is
+        # compared in its other region too, which may take the count past it
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, max(total, done))
+
+    found = shards.compare(requests, shard_queries, cmc_params, advance)
+    shard_provenance = shards.provenance()
+    results = []
+    for i, p in enumerate(prepared):
+        per_region: dict[str, dict[str, RegionMatch]] = {}
+        rows_of: dict[str, CandidateRow] = {}
+        for r in p.query.regions:
+            merge = merges[i][r.region]
+            model = (calibration or {}).get(model_key(r.region, r.signature.modality))
+            matches: dict[str, dict[str, Any]] = {}
+            for s, shard_found in enumerate(found):
+                for item in shard_found[i].get(r.region, ()):
+                    rows_of.setdefault(item.key, item.row)
+                    entry: dict[str, Any] = {
+                        "prefilter_rank": merge.rank(s, item.position),
+                        "prefilter_score": item.prefilter_score,
+                        "score": None,
+                        "cmc_count": None,
+                        "log_lr": None,
+                    }
+                    if item.result is not None:
+                        entry.update(item.result)
+                        if model is not None:
+                            entry["log_lr"] = float(model.log10_lr(item.result["score"]))
+                    matches[item.key] = entry
+            per_region[r.region] = _rank_region(matches)
+        by_region = {
+            region: tuple(
+                rows_of[key].exhibit_id
+                for key, match in sorted(matches.items(), key=lambda kv: kv[1].rank)
+                if match.rank <= top
+            )
+            for region, matches in per_region.items()
+        }
+        provenance = _provenance(
+            store, p.exhibit, p.stored, params, cmc_params, calibration, network
+        )
+        provenance.update(shard_provenance)
+        if len(prepared) > 1:
+            provenance["batch_size"] = len(prepared)
+        results.append(
+            SearchResult(
+                query=p.exhibit.exhibit_id,
+                searcher=p.searcher,
+                scope=scope_text,
+                countries=tuple(sorted(p.scope.countries or network.countries)),
+                candidates=_combine(per_region, rows_of, top),
+                by_region=by_region,
+                compared=sum(
+                    1
+                    for matches in per_region.values()
+                    for m in matches.values()
+                    if m.score is not None
+                ),
+                considered=sum(m.n for m in merges[i].values()),
+                seconds=time.perf_counter() - started,
+                provenance=provenance,
+            )
+        )
+    return results
+
+
+def _prepare(
+    store: SignatureStore,
+    query: Exhibit | StoredExhibit | str,
+    scope: str | list[str],
+    searcher: str | None,
+    network: Network,
+) -> _Prepared:
     exhibit, stored = _resolve_query(store, query)
     if searcher is None:
         if stored is None:
             raise InputError(None, "say which country is searching (--country CC)")
         searcher = stored.metadata.country
-    scope_text = scope if isinstance(scope, str) else ",".join(scope)
     store_scope = Scope.from_network(network, scope, searcher)
     signatures = exhibit.signatures()
     if not signatures:
         raise InputError(None, f"query {exhibit.exhibit_id!r} has no signature to search with")
-
-    plans = []
-    for region, signature in signatures.items():
-        table = store.features(scope=store_scope, kind=region)
-        keep = filters.mask(table, signature.modality)
-        keep &= np.isclose(table.pixel_size_um.astype(np.float64), signature.pixel_size_um, 0.01)
-        if stored is not None:
-            keep &= ~(
-                (table.content_id == stored.content_id) & (table.country == stored.metadata.country)
-            )
-        keep &= table.signature_id != signature.id  # the same data stored under another ID
-        rows = np.flatnonzero(keep)
-        query_vector = prefilter.features(signature)
-        scores = prefilter.similarity(query_vector, table.features[rows]) if rows.size else None
-        order = rows[np.argsort(-scores, kind="stable")] if rows.size else rows
-        pre_scores = dict(zip(rows.tolist(), scores.tolist(), strict=True)) if rows.size else {}
-        plans.append((region, signature, table, order, pre_scores))
-
-    total = sum(params.shortlist(len(order)) for _, _, _, order, _ in plans)
-    done = 0
-    loaded: dict[str, StoredExhibit] = {}
-    per_region: dict[str, dict[str, RegionMatch]] = {}
-    rows_of: dict[str, tuple[FeatureTable, int]] = {}
-    for region, signature, table, order, pre_scores in plans:
-        model = (calibration or {}).get(model_key(region, signature.modality))
-        matches: dict[str, dict[str, Any]] = {}
-        n_full = params.shortlist(len(order))
-        for position, row in enumerate(order.tolist()):
-            # the same exhibit may be held by two countries: key by owner and content
-            key = f"{table.country[row]}/{table.content_id[row]}"
-            rows_of.setdefault(key, (table, row))
-            entry: dict[str, Any] = {
-                "prefilter_rank": position + 1,
-                "prefilter_score": float(pre_scores[row]),
-                "score": None,
-                "cmc_count": None,
-                "log_lr": None,
-            }
-            if position < n_full:
-                candidate = loaded.get(key)
-                if candidate is None:
-                    candidate = store.get(table.exhibit_id[row], country=table.country[row])
-                    loaded[key] = candidate
-                other = candidate.exhibit.signatures()[region]
-                result = compare(signature, other, cmc_params[region])
-                entry.update(
-                    score=result.score,
-                    cmc_count=result.cmc_count,
-                    rotation_deg=result.registration.rotation_deg,
-                    dx_um=result.registration.dx_um,
-                    dy_um=result.registration.dy_um,
-                )
-                if model is not None:
-                    entry["log_lr"] = float(model.log10_lr(result.score))
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-            matches[key] = entry
-        per_region[region] = _rank_region(matches)
-
-    candidates = _combine(per_region, rows_of, top)
-    by_region = {
-        region: tuple(
-            rows_of[key][0].exhibit_id[rows_of[key][1]]
-            for key, match in sorted(per_region[region].items(), key=lambda kv: kv[1].rank)
-            if match.rank <= top
-        )
-        for region in per_region
-    }
-    return SearchResult(
-        query=exhibit.exhibit_id,
-        searcher=searcher,
-        scope=scope_text,
-        countries=tuple(sorted(store_scope.countries or network.countries)),
-        candidates=candidates,
-        by_region=by_region,
-        compared=done,
-        considered=sum(len(order) for _, _, _, order, _ in plans),
-        seconds=time.perf_counter() - started,
-        provenance=_provenance(store, exhibit, stored, params, cmc_params, calibration, network),
+    regions = tuple(
+        RegionQuery(region, signature, prefilter.features(signature))
+        for region, signature in signatures.items()
+    )
+    own = (stored.metadata.country, stored.content_id) if stored is not None else None
+    return _Prepared(
+        ShardQuery(exhibit.exhibit_id, store_scope, own, regions),
+        exhibit,
+        stored,
+        searcher,
+        store_scope,
     )
 
 
@@ -326,20 +833,27 @@ def _resolve_query(
 
 
 def _rank_region(matches: dict[str, dict[str, Any]]) -> dict[str, RegionMatch]:
-    """Fully compared candidates first (by score), then the rest in prefilter order."""
+    """Fully compared candidates first (by score), then the rest in prefilter order.
 
-    def key(item: tuple[str, dict[str, Any]]) -> tuple:
-        entry = item[1]
-        compared = entry["score"] is not None
-        return (not compared, -(entry["score"] or 0.0), entry["prefilter_rank"])
-
-    ordered = sorted(matches.items(), key=key)
-    return {cid: RegionMatch(rank=i + 1, **entry) for i, (cid, entry) in enumerate(ordered)}
+    The compared ones are the head of the prefilter ranking, so every other candidate's
+    rank is its prefilter rank: ``matches`` need only hold the compared candidates and the
+    others that will be shown.
+    """
+    compared = sorted(
+        ((key, e) for key, e in matches.items() if e["score"] is not None),
+        key=lambda item: item[1]["prefilter_rank"],
+    )
+    compared.sort(key=lambda item: (-(item[1]["score"] or 0.0), item[1]["prefilter_rank"]))
+    ranked = {key: RegionMatch(rank=i + 1, **entry) for i, (key, entry) in enumerate(compared)}
+    for key, entry in sorted(matches.items(), key=lambda item: item[1]["prefilter_rank"]):
+        if entry["score"] is None:
+            ranked[key] = RegionMatch(rank=entry["prefilter_rank"], **entry)
+    return ranked
 
 
 def _combine(
     per_region: dict[str, dict[str, RegionMatch]],
-    rows_of: dict[str, tuple[FeatureTable, int]],
+    rows_of: dict[str, CandidateRow],
     top: int,
 ) -> tuple[Candidate, ...]:
     """One list: by summed log10 LR where every compared region has one, else summed score."""
@@ -356,16 +870,16 @@ def _combine(
     combined.sort(key=lambda c: (-(c[2] if c[2] is not None else -math.inf), -c[1], c[0]))
     out = []
     for rank, (key, score, log_lr, regions) in enumerate(combined[:top], start=1):
-        table, row = rows_of[key]
+        row = rows_of[key]
         out.append(
             Candidate(
                 rank=rank,
-                exhibit_id=str(table.exhibit_id[row]),
-                country=str(table.country[row]),
-                site=str(table.site[row]),
-                caliber=str(table.caliber[row]),
-                role=str(table.role[row]),
-                content_id=str(table.content_id[row]),
+                exhibit_id=row.exhibit_id,
+                country=row.country,
+                site=row.site,
+                caliber=row.caliber,
+                role=row.role,
+                content_id=row.content_id,
                 score=score,
                 log_lr=log_lr,
                 breech_face=regions.get("breech_face"),

@@ -25,7 +25,7 @@ from ribin.preprocess import (
 
 __all__ = ["DEFAULT_PIXEL_SIZE_UM", "EXTRACTOR_VERSION", "REGION_DEFAULTS", "extract"]
 
-EXTRACTOR_VERSION = "1"
+EXTRACTOR_VERSION = "2"
 #: Pixel size of every signature (um). Measured on the Fadul scans with ribin.compare (CMC,
 #: 8 x 8 cells): 12.5 um separates known matches from non-matches as well as 6.25 um
 #: (36 pairs: match CMC min 20 vs 19, non-match max 4 vs 4; all 171 pairs at 12.5 um:
@@ -120,6 +120,9 @@ def extract(
     mask = np.asarray(casing.mask, bool) & np.isfinite(surface)
     if not mask.any():
         raise InputError(source, "no valid point in the image")
+    # Detection sees clipped grey levels (a glint saturating the lit wall of the firing-pin
+    # impression is part of its outline); the signatures leave them out.
+    seen = mask.copy()
     if casing.modality == "2d":
         mask &= (surface > CLIP_LOW) & (surface < CLIP_HIGH)
     if mask.mean() < 0.01:
@@ -127,7 +130,7 @@ def extract(
 
     detection = detect_regions(
         surface,
-        mask,
+        seen,
         casing.modality,
         casing.pixel_size_um,
         primer_center=primer_center,
@@ -169,7 +172,7 @@ def extract(
 
     # Breech face.
     bf_params = dict(REGION_DEFAULTS["breech_face"])
-    bf_region = detection.breech_face_mask
+    bf_region = detection.breech_face_mask & mask
     rim = bf_params["rim_margin_um"] / casing.pixel_size_um
     nominal = _nominal_area(detection, "breech_face", rim)
     if detection.primer_radius is not None and not detection.cropped:
@@ -222,7 +225,7 @@ def extract(
     name = os.path.basename(casing.source) if casing.source else ""
     det: dict[str, Any] = detection.summary()
     det["primer_mask"] = detection.primer_mask
-    det["breech_face_mask"] = detection.breech_face_mask
+    det["breech_face_mask"] = detection.breech_face_mask & mask
     if detection.firing_pin_mask is not None:
         det["firing_pin_mask"] = detection.firing_pin_mask
     return Exhibit(

@@ -28,11 +28,16 @@ def store(tmp_path_factory, synthetic_dir, runner):
     document = json.loads(result.output)
     assert [e["exhibit_id"] for e in document["exhibits"]] == ["F01-1", "F01-2", "F01-3"]
     assert all(e["added"] for e in document["exhibits"])
+    for entry in document["exhibits"]:
+        # full synthetic casings: both regions, mostly valid, nothing missing
+        assert set(entry["quality"]) == {"breech_face", "firing_pin"}
+        assert entry["quality"]["breech_face"]["valid_fraction"] > 0.8
+        assert entry["missing"] == {}
     result = runner.invoke(
         main, ["ingest", str(path), files[3], "--country", "JM", "--sharing", "local"]
     )
     assert result.exit_code == 0, result.output
-    assert "F04-1\tadded" in result.output
+    assert "F04-1\tadded\tBF " in result.output and "% valid" in result.output
     return path
 
 

@@ -138,10 +138,10 @@ def test_memoised_sweeps_equal_fresh_ones():
     grid = cmp._Grid.of(a, params, "a")
     angles = params.angles()
     coarse = cmp._sweep(cmp._low(grid, params), cmp._low_image(b, params), angles, params, scale=2)
-    memo: dict = {}
+    memo = cmp._Memo()
     cmp._refine(grid, b, coarse, angles[2:], params, memo)
     again = cmp._refine(grid, b, coarse, angles[:5], params, memo)  # 3 of 5 from the memo
-    assert len(memo) == len(angles)
+    assert len(memo.rows) == len(angles) and len(memo.templates) == 1
     fresh = cmp._refine(grid, b, coarse, angles[:5], params)
     for name in ("dx", "dy", "corr"):
         np.testing.assert_array_equal(getattr(again, name), getattr(fresh, name))
@@ -161,3 +161,69 @@ def test_lag_rows_ccf_is_irfft2(fft_shape, n_rows):
     got = _lag_rows_ccf(spectra, fft_shape, n_rows)
     assert got.dtype == want.dtype
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def _ring_pair(seed, degrees):
+    rng = np.random.default_rng(seed)
+    a = ring_surface(rng, size=97)  # odd size
+    b = rotated(a, degrees, shift=(3, 2)) + rng.normal(scale=0.3, size=a.shape).astype(np.float32)
+    return a, b
+
+
+@pytest.mark.parametrize("range_deg", [None, (-30.0, 30.0)])
+def test_coarse_search_visits_the_windows_of_its_rotations(range_deg):
+    """Every other rotation, plus the whole refinement window of each rotation chosen."""
+    import ribin.compare as cmp
+
+    a, b = _ring_pair(6, 33.0)
+    params = CMCParams(grid=(4, 4), angle_range_deg=range_deg)
+    grid = cmp._low(cmp._Grid.of(a, params, "a"), params)
+    angles = params.angles()
+    shift_max = params.shift_max_um / PIXEL_UM
+    coarse, rotations = cmp._coarse_search(grid, cmp._low_image(b, params), angles, params, 10.0)
+    visited = set(coarse.angles.tolist())
+    assert set(angles[::2].tolist()) <= visited < set(angles.tolist())
+    assert rotations == cmp._coarse_rotations(coarse, params, shift_max)
+    for theta in rotations:
+        for t in cmp._window(theta, params):
+            nearest = angles[np.argmin(np.abs(cmp._angle_diff(angles, t)))]
+            assert nearest in visited
+    # b is a turned 33 deg counterclockwise: -33 is found between the visited -36 and -30.
+    assert abs(cmp._angle_diff(rotations[0], -33.0)) <= params.angle_step_deg
+    # Visiting every rotation finds the same rows for the rotations visited.
+    every = cmp._sweep(grid, cmp._low_image(b, params), coarse.angles, params, scale=2)
+    for name in ("dx", "dy", "corr"):
+        np.testing.assert_array_equal(getattr(every, name), getattr(coarse, name))
+
+
+def test_coarse_rotations_drops_clearly_weaker_peaks():
+    import ribin.compare as cmp
+
+    n = 10
+    angles = np.arange(-30.0, 31.0, 3.0)
+    dx = np.zeros((len(angles), n))
+    corr = np.full((len(angles), n), 0.2)
+    corr[4, :8] = 0.8  # 8 congruent cells at -18 deg
+    corr[15, :3] = 0.8  # 3 at +15 deg
+    sweep = cmp._Sweep(angles=angles, dx=dx, dy=dx.copy(), corr=corr)
+    half = CMCParams(coarse_keep_fraction=0.5)
+    assert cmp._coarse_rotations(sweep, half, 10.0) == [-18.0]
+    assert cmp._coarse_rotations(sweep, CMCParams(), 10.0) == [-18.0, 15.0]  # default: keep
+    corr[15, :4] = 0.8  # 4 of 8: kept
+    assert cmp._coarse_rotations(sweep, half, 10.0) == [-18.0, 15.0]
+
+
+@pytest.mark.parametrize("degrees", [-7.0, 40.0])
+def test_faster_coarse_search_keeps_a_clear_match(degrees):
+    """Every other coarse rotation, even with fewer candidates: a clear match is the same."""
+    a, b = _ring_pair(7, degrees)
+    params = CMCParams(grid=(4, 4), coarse_keep_fraction=0.5)
+    fast = compare(signature(a), signature(b), params)
+    every = compare(
+        signature(a),
+        signature(b),
+        CMCParams(grid=(4, 4), coarse_angle_stride=1),
+    )
+    assert fast.score <= every.score
+    assert fast.cmc_count == every.cmc_count  # a clear match: the same registration
+    assert fast.registration == every.registration

@@ -221,6 +221,24 @@ def test_best_lags_matches_reference(seed):
     assert got[0][2] == -1 and np.isnan(got[2][2])  # the all-NaN cell finds nothing
 
 
+def test_best_lags_ties_go_to_the_first_lag():
+    """Equal scores: the first lag in row-major order wins, as in the reference's scan."""
+    image, target, tops, lefts, h, w, rows, cols, fft_shape = _cells_setup(4)
+    target[:] = 1.0  # centred to 1 below: equal scores wherever a window is all valid
+    target[0, :] = np.nan
+    _, valid = _centred_templates(image, tops, lefts, h, w, *fft_shape)
+    raw, centred = _extract_regions(target, tops - 4, lefts - 4, rows, cols, *fft_shape)
+    centred[:, :rows, :cols] += np.where(np.isnan(raw), 0.0, 1.0).astype(np.float32)
+    lags = (rows - h + 1, cols - w + 1)
+    ccf = np.ones((len(tops), *lags), dtype=np.float32)
+    min_overlap = np.maximum(2, valid // 2).astype(np.int64)
+    got = _best_lags(ccf, centred, raw, image, tops, lefts, h, w, min_overlap)
+    want = ref.best_lags(ccf, centred, raw, image, tops, lefts, h, w, min_overlap)
+    for g, x in zip(got[:2], want[:2], strict=True):
+        assert_array_equal(g, x)
+    assert_array_equal(got[3], want[3])
+
+
 def test_fft_ccf_equals_direct_sums():
     """The FFT cross-correlation used by compare() equals the explicit sums on valid lags."""
     image, target, tops, lefts, h, w, rows, cols, fft_shape = _cells_setup(7)

@@ -168,3 +168,32 @@ def test_errors(store):
         search(store, "BB-Q1", scope="cluster:atlantis")
     with pytest.raises(KeyError):
         search(store, "NOPE", scope="network")
+
+
+def test_a_candidate_shortlisted_in_one_region_is_compared_in_both(tmp_path):
+    """BF and FP shortlists of one: A leads the BF ranking, B the FP one; both get both."""
+    from ribin.search import SearchParams
+
+    def exhibit(name: str, bf: int, fp: int, shot: int) -> Exhibit:
+        bf_sig = Signature(
+            "breech_face", _shot(_texture(bf), 10 * bf + shot, 20.0 * shot), 12.5, "3d"
+        )
+        fp_surface = _shot(_texture(fp), 10 * fp + shot, 20.0 * shot)[40:120, 40:120]
+        fp_sig = Signature("firing_pin", np.ascontiguousarray(fp_surface), 12.5, "3d")
+        return Exhibit(name, bf_sig, fp_sig, f"{bf:032x}{fp:032x}", f"{name}.x3p", "test")
+
+    rows = [("Q", 1, 11, 0), ("A", 1, 21, 1), ("B", 2, 11, 1), ("C", 3, 31, 1), ("D", 4, 41, 1)]
+    with SignatureStore.open(tmp_path / "store", "a") as writer:
+        writer.add_many([(exhibit(*row), {"country": "BB"}) for row in rows])
+    with SignatureStore.open(tmp_path / "store", "r") as reader:
+        result = search(
+            reader, "Q", scope="country", params=SearchParams(shortlist_min=1, shortlist_fraction=0)
+        )
+    by_id = {c.exhibit_id: c for c in result.candidates}
+    assert set(by_id) == {"A", "B"}
+    assert by_id["A"].breech_face.prefilter_rank == 1
+    assert by_id["B"].firing_pin.prefilter_rank == 1
+    for candidate in by_id.values():
+        assert candidate.breech_face.score is not None
+        assert candidate.firing_pin.score is not None
+    assert result.compared == 4

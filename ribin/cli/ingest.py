@@ -65,11 +65,35 @@ def ingest(store: str, files: tuple[str, ...], **params) -> None:
             {
                 "store": store,
                 "exhibits": [
-                    {"exhibit_id": r.exhibit_id, "content_id": r.content_id, "added": r.added}
+                    {
+                        "exhibit_id": r.exhibit_id,
+                        "content_id": r.content_id,
+                        "added": r.added,
+                        "quality": r.quality,
+                        "detection": r.detection,
+                        "missing": r.missing,
+                        "warnings": list(r.warnings),
+                    }
                     for r in results
                 ],
             }
         )
         return
     for result in results:
-        click.echo(f"{result.exhibit_id}\t{'added' if result.added else result.message}")
+        status = "added" if result.added else result.message
+        click.echo(f"{result.exhibit_id}\t{status}\t{quality_line(result)}")
+
+
+def quality_line(result) -> str:
+    """Valid share and area of each region, what is missing, and any warning."""
+    parts = []
+    for region, label in (("breech_face", "BF"), ("firing_pin", "FP")):
+        q = result.quality.get(region)
+        if q is not None:
+            parts.append(
+                f"{label} {100 * q['valid_fraction']:.0f} % valid, {q['valid_area_mm2']:.1f} mm2"
+            )
+        elif region in result.missing:
+            parts.append(f"{label} missing: {result.missing[region]}")
+    parts += [f"warning: {w}" for w in result.warnings]
+    return "; ".join(parts)

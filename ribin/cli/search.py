@@ -32,8 +32,35 @@ from ribin.cli._options import advance, extract_kwargs, extraction_options, prog
 @click.option("--role", type=click.Choice(["known", "questioned", "other"]))
 @click.option("--from", "date_from", help="Acquired on or after (ISO 8601).")
 @click.option("--to", "date_to", help="Acquired on or before (ISO 8601).")
+@click.option(
+    "--engine",
+    type=click.Choice(["embedded", "dask"]),
+    default="embedded",
+    show_default=True,
+    help="dask: spread the store's segments over a Dask cluster (same results).",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Dask scheduler, e.g. tcp://host:8786 (implies --engine dask; "
+    "without it, dask starts a local cluster).",
+)
 @extraction_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False),
+    help="Also write a self-contained HTML report to this file.",
+)
+@click.option(
+    "--report-top",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Candidates compared in full in the report.",
+)
+@click.option("--png", "png_dir", type=click.Path(file_okay=False), help="Report figures here.")
 @user_errors
 def search(store: str, query: str, **params) -> None:
     """Rank the exhibits of STORE against QUERY (a casing file or a stored exhibit ID)."""
@@ -45,6 +72,11 @@ def search(store: str, query: str, **params) -> None:
     from ribin.store import SignatureStore
 
     as_json = params.pop("as_json")
+    report = {k: params.pop(k) for k in ("report_path", "report_top", "png_dir")}
+    if report["report_path"]:
+        from ribin.report import check_writable
+
+        check_writable(report["report_path"])
     pixel_size = params.pop("pixel_size")
     options = extract_kwargs(params)
     network = load_network(params["network_file"])
@@ -75,7 +107,18 @@ def search(store: str, query: str, **params) -> None:
                 filters=filters,
                 calibration=models,
                 progress=advance(bar),
+                engine=params["engine"],
+                scheduler=params["scheduler"],
             )
+    if report["report_path"] or report["png_dir"]:
+        from ribin.report import write_search_report
+
+        write_search_report(
+            store, target, result, models, report_path=report["report_path"],
+            png_dir=report["png_dir"], top=report["report_top"],
+            calibration_source=calibration_source,
+            parameters={"command": "ribin search", "store": store, "query": query, **params},
+        )  # fmt: skip
     if as_json:
         document = result.to_json()
         document["provenance"]["calibration_file"] = calibration_source
