@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 from _common import REPO, all_pairs, equal_error_rate, fadul_signatures, machine, roc_auc
+from results import record
 
 from ribin.compare import CMCParams, compare
 
@@ -92,8 +93,24 @@ def evaluate(name: str, labels: list[int], sigs: list, params: CMCParams) -> dic
     }
 
 
+RECORDED: list[list] = []
+
+
 def print_row(row: dict) -> None:
     gap = row["min_match_cmc"] - row["max_nonmatch_cmc"]
+    RECORDED.append(
+        [
+            row["name"],
+            row["pairs"],
+            row["matches"],
+            round(row["auc"], 4),
+            round(row["eer"], 3),
+            row["min_match_cmc"],
+            row["max_nonmatch_cmc"],
+            gap,
+            round(row["seconds_per_pair"], 2),
+        ]
+    )
     print(
         f"{row['name']:<34} {row['pairs']:>5} {row['matches']:>4} {row['auc']:>7.4f} "
         f"{row['eer']:>6.3f} {row['min_match_cmc']:>6} {row['max_nonmatch_cmc']:>6} "
@@ -159,6 +176,26 @@ def main(argv: list[str] | None = None) -> int:
             syn_labels, syn_sigs = data
             print_row(evaluate(f"synthetic {modality} / full", syn_labels, syn_sigs, MODES["full"]))
             sys.stdout.flush()
+    record(
+        "compare_accuracy",
+        "Pairwise comparison accuracy (breech face, CMC)",
+        [
+            "data / sweep",
+            "pairs",
+            "known matches",
+            "ROC AUC",
+            "EER",
+            "min match CMC",
+            "max non-match CMC",
+            "gap",
+            "s per pair",
+        ],
+        RECORDED,
+        "Every pair of each set. Fadul: the 19 real scans of the subset, as measured (6.25 um). "
+        "Synthetic: the committed set's 24 casings per modality through ribin.extract; its "
+        "non-matches include firearms of one tool batch. Targets: AUC 1.0 and a clean gap on "
+        "Fadul, 0.99 on synthetic 3D, 0.97 on synthetic 2D.",
+    )
     return 0
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 from _common import direct_exhibit, direct_firearm, direct_metadata, machine, write_direct_store
+from results import record
 
 from ribin import prefilter
 from ribin.exhibit import Exhibit, Signature
@@ -287,6 +288,7 @@ def main() -> None:
         + " |"
     )
     print("|" + "---|" * (3 + 2 * len(worker_counts) + 1))
+    table = []
     for n, segments, latency, rates in rows:
         cells = [f"{n}", f"{segments}", f"{latency['embedded']:.2f}"]
         cells += [
@@ -294,6 +296,19 @@ def main() -> None:
         ]
         cells += [f"{rates['embedded']:.2f}"] + [f"{rates[w]:.2f}" for w in worker_counts]
         print("| " + " | ".join(cells) + " |")
+        table.append(cells)
+    record(
+        "distributed",
+        "Embedded and Dask engines, same query (seconds; Dask overhead in brackets)",
+        ["exhibits", "segments", "embedded s"]
+        + [f"Dask {w} worker(s) s" for w in worker_counts]
+        + [f"batch of {args.batch}: embedded queries/s"]
+        + [f"Dask {w} worker(s) queries/s" for w in worker_counts],
+        table,
+        "Every Dask result equal to the embedded one (checked in the run). LocalCluster of "
+        "worker processes on this machine; start-up not included. See docs/scaling.md for "
+        "the scaling model built from these figures.",
+    )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ REPO = HERE.parent
 
 #: name -> (script, arguments of the full run, arguments of a quick run)
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
-    "extraction": ("bench_extraction.py", [], ["--casings", "6"]),
-    "compare_accuracy": ("bench_compare_accuracy.py", [], ["--quick"]),
+    "extraction": ("bench_extraction.py", [], ["--shots", "1", "--repeat", "1"]),
+    "compare_accuracy": ("bench_compare_accuracy.py", [], ["--modes", "aligned"]),
     "compare_speed": ("bench_compare_speed.py", [], ["--pairs", "2", "--repeats", "1"]),
     "search_accuracy": ("bench_search_accuracy.py", [], ["--quick"]),
     "search_speed": ("bench_search_speed.py", [], ["--quick"]),

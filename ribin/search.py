@@ -51,15 +51,18 @@ class SearchParams:
     sets ranked below 2nd on the breech-face prefilter, and the extrapolated worst rank is
     about 5 among 10^4 candidates and about 36 among 10^5, so 10 and 0.1 % keep a margin
     of 2-3 while a query at 10^4 stays near 10 s on 2 cores. The 2D prefilter does not rank
-    true matches high (same benchmark): search 2D exhibits with ``exhaustive``.
+    true matches high (same benchmark), so regions of other ``modality`` than
+    ``shortlist_modalities`` are compared in full.
     """
 
     shortlist_min: int = 10
     shortlist_fraction: float = 0.001
     exhaustive: bool = False
+    shortlist_modalities: tuple[str, ...] = ("3d",)
 
-    def shortlist(self, n: int) -> int:
-        if self.exhaustive:
+    def shortlist(self, n: int, modality: str = "3d") -> int:
+        """How many of ``n`` prefilter-ranked candidates of ``modality`` to compare in full."""
+        if self.exhaustive or modality not in self.shortlist_modalities:
             return n
         return min(n, max(self.shortlist_min, math.ceil(self.shortlist_fraction * n)))
 
@@ -635,7 +638,9 @@ class _Merge:
     list_counts: np.ndarray  # per shard: how many of its best are listed
 
     @classmethod
-    def of(cls, parts: Sequence[np.ndarray], params: SearchParams, top: int) -> _Merge:
+    def of(
+        cls, parts: Sequence[np.ndarray], params: SearchParams, top: int, modality: str = "3d"
+    ) -> _Merge:
         sizes = [len(part) for part in parts]
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         scores = np.concatenate(parts) if parts else np.zeros(0)
@@ -644,7 +649,7 @@ class _Merge:
         rank_of = np.empty(len(order), dtype=np.int64)
         rank_of[order] = np.arange(len(order))
         n = len(order)
-        n_full = params.shortlist(n)
+        n_full = params.shortlist(n, modality)
         n_list = min(n, max(n_full, top))
         shard_of = np.searchsorted(offsets, order, side="right") - 1
         return cls(
@@ -702,7 +707,9 @@ def run_search(
     scores = shards.prefilter(shard_queries, filters)
     merges = [
         {
-            r.region: _Merge.of([part[i][r.region] for part in scores], params, top)
+            r.region: _Merge.of(
+                [part[i][r.region] for part in scores], params, top, r.signature.modality
+            )
             for r in p.query.regions
         }
         for i, p in enumerate(prepared)

@@ -82,7 +82,7 @@ def test_default_calibration_ships_with_its_source(tmp_path):
 
     models, source = models_for_store(tmp_path)  # a store with no calibration of its own
     assert source == "<default>"
-    assert set(models) == {"breech_face/3d", "firing_pin/3d"}
+    assert set(models) == {"breech_face/2d", "breech_face/3d", "firing_pin/3d"}
     for model in models.values():
         assert "synthetic" in model.source["data"]
         assert model.slope > 0

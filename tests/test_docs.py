@@ -27,6 +27,7 @@ GUIDES = [
     "docs/operations.md",
     "docs/formats.md",
     "docs/synthetic.md",
+    "docs/scaling.md",
 ]
 
 _FENCE = re.compile(r"^```(\w*)\s*$")
@@ -62,6 +63,12 @@ def example_blocks(text: str) -> list[tuple[str, str]]:
     return blocks
 
 
+_SESSION = (
+    "set -euo pipefail; set -a; if [ -f .doctest.env ]; then source .doctest.env; fi; "
+    "source .doctest.sh; export -p > .doctest.env"
+)
+
+
 def run_blocks(blocks: list[tuple[str, str]], workdir: Path, name: str) -> None:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -70,7 +77,10 @@ def run_blocks(blocks: list[tuple[str, str]], workdir: Path, name: str) -> None:
         if language == "python":
             command = [sys.executable, "-c", code]
         else:
-            command = ["bash", "-euo", "pipefail", "-c", code]
+            # one shell session for the whole document, as a reader types it: variables
+            # set in one block (set -a exports them) are kept for the next
+            (workdir / ".doctest.sh").write_text(code, encoding="utf-8")
+            command = ["bash", "-c", _SESSION]
         done = subprocess.run(
             command, cwd=workdir, env=env, capture_output=True, text=True, timeout=900
         )

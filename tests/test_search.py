@@ -197,3 +197,15 @@ def test_a_candidate_shortlisted_in_one_region_is_compared_in_both(tmp_path):
         assert candidate.breech_face.score is not None
         assert candidate.firing_pin.score is not None
     assert result.compared == 4
+
+
+def test_shortlist_size_and_modalities():
+    from ribin.search import SearchParams
+
+    params = SearchParams()
+    assert params.shortlist(5) == 5
+    assert params.shortlist(10_000) == 10
+    assert params.shortlist(100_000) == 100
+    # the prefilter is not trusted to shortlist 2D: every candidate is compared
+    assert params.shortlist(10_000, "2d") == 10_000
+    assert SearchParams(exhaustive=True).shortlist(10_000) == 10_000
