@@ -547,7 +547,7 @@ def main() -> None:
             "queries",
             "top-1",
             "top-10",
-            "true-match rank median / max",
+            "rank of every true match, median / max",
             "worst prefilter rank BF / FP",
             "true matches dropped by the shortlist",
         ],

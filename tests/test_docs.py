@@ -9,6 +9,7 @@ run (installation lines, cron entries, a cluster that needs other machines); a c
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -119,3 +120,32 @@ def test_cli_reference_is_current():
     assert current == reference.render(), (
         "docs/cli.md is out of date: python -m ribin.cli.reference > docs/cli.md"
     )
+
+
+def test_validation_tables_render_from_recorded_figures(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import make_docs
+
+    table = {
+        "name": "compare_accuracy",
+        "title": "Accuracy",
+        "columns": ["set", "AUC"],
+        "rows": [["fadul", 1.0], ["synthetic", 0.99491]],
+        "notes": "Every pair.",
+        "command": "bench_compare_accuracy.py",
+        "measured_at": "2026-11-23T18:00:00+00:00",
+        "ribin_version": "0.1.0",
+        "machine": "test machine",
+    }
+    (tmp_path / "compare_accuracy.json").write_text(json.dumps(table))
+    (tmp_path / "other.json").write_text(json.dumps({**table, "name": "other", "title": "Other"}))
+    tables = make_docs.load(tmp_path)
+    page = make_docs.render(tables)
+    assert "| synthetic | 0.995 |" in page and "test machine" in page
+    assert page.index("## Accuracy") < page.index("## Other")
+    method = tmp_path / "method.md"
+    method.write_text(f"intro\n{make_docs.BEGIN}\nstale\n{make_docs.END}\noutro\n")
+    assert make_docs.update_method(method, tables)
+    text = method.read_text()
+    assert "stale" not in text and "### Accuracy" in text and "### Other" not in text
+    assert text.startswith("intro\n") and text.endswith("outro\n")
