@@ -12,7 +12,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from ribin.exhibit import Signature
+from ribin.exhibit import Exhibit, Signature
 
 REPO = Path(__file__).resolve().parents[1]
 FADUL_DIR = REPO.parent / "shared" / "data" / "fadul_subset"
@@ -240,3 +240,19 @@ def write_direct_store(path: Path, groups, features) -> None:
     tmp = path / "manifest.bench.tmp"
     tmp.write_text(canonical_json(manifest) + "\n")
     os.replace(tmp, path / MANIFEST)
+
+
+def thin_exhibit(number: int) -> Exhibit:
+    """A 16 x 16 px exhibit ``D-NNNNNNN``: a feature row whose surfaces are too small to compare.
+
+    Fills large benchmark stores cheaply; the benchmarks count any that reach the full
+    comparison.
+    """
+    rng = np.random.default_rng(number)
+    sigs = [
+        Signature(kind, rng.normal(size=(16, 16)).astype(np.float32), 12.5, "3d", {}, {"n": number})
+        for kind in ("breech_face", "firing_pin")
+    ]
+    return Exhibit(
+        f"D-{number:07d}", sigs[0], sigs[1], f"{number:064x}", f"D-{number:07d}.x3p", "bench"
+    )

@@ -39,11 +39,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import direct_exhibit, direct_firearm, direct_metadata, machine, write_direct_store
+from _common import (
+    direct_exhibit,
+    direct_firearm,
+    direct_metadata,
+    machine,
+    thin_exhibit,
+    write_direct_store,
+)
 from results import record
 
 from ribin import prefilter
-from ribin.exhibit import Exhibit, Signature
+from ribin.exhibit import Exhibit
 from ribin.network import load_network
 from ribin.search import (
     Filters,
@@ -59,17 +66,6 @@ from ribin.store import SignatureStore
 SHOTS = 3
 THIN_SCALE = 0.25
 SEARCHER = "BB"
-
-
-def thin_exhibit(number: int) -> Exhibit:
-    rng = np.random.default_rng(number)
-    sigs = [
-        Signature(kind, rng.normal(size=(16, 16)).astype(np.float32), 12.5, "3d", {}, {"n": number})
-        for kind in ("breech_face", "firing_pin")
-    ]
-    return Exhibit(
-        f"D-{number:07d}", sigs[0], sigs[1], f"{number:064x}", f"D-{number:07d}.x3p", "bench"
-    )
 
 
 def make_pool(count: int) -> tuple[list[Exhibit], list[dict[str, np.ndarray]]]:

@@ -51,12 +51,13 @@ from _common import (
     direct_metadata,
     machine,
     shortlist_params,
+    thin_exhibit,
     write_direct_store,
 )
 from results import record
 
 from ribin import prefilter
-from ribin.exhibit import Exhibit, Signature
+from ribin.exhibit import Exhibit
 from ribin.network import load_network
 from ribin.search import Filters, SearchParams, search
 from ribin.store import Scope, SignatureStore
@@ -88,18 +89,6 @@ def make_pool(count: int) -> tuple[list[Exhibit], list[dict[str, np.ndarray]]]:
         f"{made:.0f} s; feature vectors {per * 1e3:.0f} ms per exhibit (both regions)"
     )
     return exhibits, vectors
-
-
-def thin_of(number: int) -> Exhibit:
-    """A 16 x 16 px exhibit: a feature row whose surfaces are too small to compare."""
-    rng = np.random.default_rng(number)
-    sigs = [
-        Signature(kind, rng.normal(size=(16, 16)).astype(np.float32), 12.5, "3d", {}, {"n": number})
-        for kind in ("breech_face", "firing_pin")
-    ]
-    return Exhibit(
-        f"D-{number:07d}", sigs[0], sigs[1], f"{number:064x}", f"D-{number:07d}.x3p", "bench"
-    )
 
 
 def store_bytes(path: Path) -> int:
@@ -148,7 +137,7 @@ def build(root: Path, n: int, pool: list[Exhibit], vectors: list[dict]) -> Path:
         for first in range(0, n, SEGMENT):
             items = []
             for number in range(first, min(first + SEGMENT, n)):
-                exhibit = pool[number] if number < len(pool) else thin_of(number)
+                exhibit = pool[number] if number < len(pool) else thin_exhibit(number)
                 items.append((exhibit, direct_metadata(number)))
             yield items
 
