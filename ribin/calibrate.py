@@ -11,8 +11,9 @@ from pathlib import Path
 
 from ribin import __version__
 from ribin.calibration import Calibration, fit_calibration, model_key
-from ribin.compare import compare
+from ribin.compare import compare_many
 from ribin.errors import InputError
+from ribin.exhibit import Signature
 from ribin.store import SignatureStore
 
 Progress = Callable[[int, int], None]
@@ -63,7 +64,7 @@ def calibrate_store(
         :func:`~ribin.calibration.model_key` -> fitted model, for every region and modality
         with at least two known-match and two known-non-match pairs.
     """
-    groups: dict[str, list[tuple[str, object]]] = defaultdict(list)
+    groups: dict[str, list[tuple[str, Signature]]] = defaultdict(list)
     for exhibit_id in sorted(truth):
         if exhibit_id not in store:
             continue
@@ -77,11 +78,17 @@ def calibrate_store(
     models = {}
     for key, members in sorted(groups.items()):
         scores: dict[bool, list[float]] = {True: [], False: []}
-        for (id_a, sig_a), (id_b, sig_b) in itertools.combinations(members, 2):
-            scores[truth[id_a] == truth[id_b]].append(compare(sig_a, sig_b).score)
+        pairs = list(itertools.combinations(members, 2))
+
+        def advance() -> None:
+            nonlocal done
             done += 1
             if progress is not None:
                 progress(done, total)
+
+        results = compare_many(((a, b, None) for (_, a), (_, b) in pairs), on_done=advance)
+        for ((id_a, _), (id_b, _)), result in zip(pairs, results, strict=True):
+            scores[truth[id_a] == truth[id_b]].append(result.score)
         if len(scores[True]) >= 2 and len(scores[False]) >= 2:
             models[key] = fit_calibration(
                 scores[True],

@@ -44,6 +44,8 @@ only breaks ties and orders pairs with equal counts.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -58,7 +60,7 @@ from ribin.kernels.cmc import _vote_per_rotation
 from ribin.kernels.ncc import (
     _best_lags,
     _centred_templates,
-    _extract_regions,
+    _extract_regions_stack,
     _overall_corr,
     _rotated_regions,
 )
@@ -346,6 +348,57 @@ def compare_surfaces(
     )
 
 
+def compare_many(
+    pairs: Iterable[tuple[Signature, Signature, CMCParams | None]],
+    threads: int | None = None,
+    on_done: Callable[[], None] | None = None,
+) -> list[Comparison]:
+    """:func:`compare` on many pairs, several at a time.
+
+    Each of ``threads`` Python threads runs whole comparisons with single-threaded Numba
+    kernels and FFTs: whole comparisons in parallel keep the cores busier than one
+    comparison's parallel kernels (about 1.35 x the throughput on 2 cores). Results are those of
+    :func:`compare`, bit for bit, in the order of ``pairs``.
+
+    Parameters
+    ----------
+    pairs : iterable of (Signature, Signature, CMCParams or None)
+    threads : int, optional
+        Comparisons at a time; defaults to Numba's thread count (``NUMBA_NUM_THREADS``).
+        1 runs them one after the other, each with Numba's parallel kernels.
+    on_done : callable, optional
+        Called (in the calling thread) after each comparison finishes.
+
+    Returns
+    -------
+    list of Comparison
+    """
+    pairs = list(pairs)
+    threads = _workers() if threads is None else max(1, int(threads))
+    if threads == 1 or len(pairs) < 2:
+        out = []
+        for a, b, params in pairs:
+            out.append(compare(a, b, params))
+            if on_done is not None:
+                on_done()
+        return out
+
+    def single(pair: tuple[Signature, Signature, CMCParams | None]) -> Comparison:
+        numba.set_num_threads(1)  # thread-local: this pool thread only
+        return compare(*pair)
+
+    pool = ThreadPoolExecutor(min(threads, len(pairs)), thread_name_prefix="ribin-compare")
+    try:
+        futures = [pool.submit(single, pair) for pair in pairs]
+        for future in as_completed(futures):
+            future.result()  # the first error (or Ctrl-C) stops the rest
+            if on_done is not None:
+                on_done()
+        return [future.result() for future in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 # --- internals ------------------------------------------------------------------------
 
 
@@ -450,6 +503,10 @@ class _Memo:
     templates: dict = field(default_factory=dict)
 
 
+# Regions per batch of rotations in :func:`_sweep` (about 40 MB of work arrays at most).
+_BATCH_REGIONS = 256
+
+
 def _workers() -> int:
     return numba.get_num_threads()
 
@@ -536,35 +593,48 @@ def _sweep(
     fused = n * rows * cols < grid.shape[0] * grid.shape[1]
     centre_in = ((target.shape[0] - 1) / 2.0, (target.shape[1] - 1) / 2.0)
     centre_out = ((grid.shape[0] - 1) / 2.0, (grid.shape[1] - 1) / 2.0)
-    for a in todo:
-        theta = float(angles[a])
-        off_r = np.zeros(n, dtype=np.int64)
-        off_c = np.zeros(n, dtype=np.int64)
-        skip = np.zeros(n, dtype=bool)
+    # Rotations go through the kernels and FFTs in batches: a call per batch rather than per
+    # rotation keeps both cores busy (results are the same region by region).
+    per_batch = max(1, _BATCH_REGIONS // n)
+    for first in range(0, len(todo), per_batch):
+        batch = np.asarray(todo[first : first + per_batch])
+        m = len(batch)
+        off_r = np.zeros((m, n), dtype=np.int64)
+        off_c = np.zeros((m, n), dtype=np.int64)
+        skip = np.zeros((m, n), dtype=bool)
         if centres is not None:
-            skip = ~np.isfinite(centres[a]).all(axis=1)
-            off_c[~skip] = np.round(centres[a, ~skip, 0] / scale).astype(np.int64)
-            off_r[~skip] = np.round(centres[a, ~skip, 1] / scale).astype(np.int64)
-        tops, lefts = grid.tops - mr + off_r, grid.lefts - mc + off_c
+            skip = ~np.isfinite(centres[batch]).all(axis=2)
+            off_c[~skip] = np.round(centres[batch, :, 0][~skip] / scale).astype(np.int64)
+            off_r[~skip] = np.round(centres[batch, :, 1][~skip] / scale).astype(np.int64)
+        tops = (grid.tops - mr + off_r).ravel()
+        lefts = (grid.lefts - mc + off_c).ravel()
+        thetas = np.repeat(np.radians(angles[batch].astype(float)), n)
         if fused:
             raw, centred = _rotated_regions(
-                target, np.full(n, math.radians(theta)), *grid.shape, *centre_in, *centre_out,
+                target, thetas, *grid.shape, *centre_in, *centre_out,
                 tops, lefts, rows, cols, *fft_shape,
             )  # fmt: skip
         else:
-            moved = _rotate_onto(target, grid.shape, theta)
-            raw, centred = _extract_regions(moved, tops, lefts, rows, cols, *fft_shape)
+            moved = np.empty((m, *grid.shape), dtype=np.float32)
+            for t, a in enumerate(batch):
+                moved[t] = _rotate_onto(target, grid.shape, float(angles[a]))
+            which = np.repeat(np.arange(m), n)
+            raw, centred = _extract_regions_stack(moved, which, tops, lefts, rows, cols, *fft_shape)
         spectra = scipy.fft.rfft2(centred, workers=_workers())
+        spectra = spectra.reshape(m, n, *spectra.shape[1:])
         spectra *= template_spectra
-        ccf = _lag_rows_ccf(spectra, fft_shape, rows - h + 1)
+        ccf = _lag_rows_ccf(spectra.reshape(m * n, *spectra.shape[2:]), fft_shape, rows - h + 1)
         lag_u, lag_v, c, _ = _best_lags(
-            ccf, centred, raw, grid.image, grid.tops, grid.lefts, h, w, min_overlap
-        )
-        ok = (lag_u >= 0) & ~skip
-        dy[a, ok] = (lag_u[ok] - mr + off_r[ok]) * scale
-        dx[a, ok] = (lag_v[ok] - mc + off_c[ok]) * scale
-        corr[a, ok] = c[ok]
-        memo.rows[round(theta, 6)] = (dx[a], dy[a], corr[a])
+            ccf, centred, raw, grid.image, np.tile(grid.tops, m), np.tile(grid.lefts, m),
+            h, w, np.tile(min_overlap, m),
+        )  # fmt: skip
+        lag_u, lag_v, c = lag_u.reshape(m, n), lag_v.reshape(m, n), c.reshape(m, n)
+        for t, a in enumerate(batch):
+            ok = (lag_u[t] >= 0) & ~skip[t]
+            dy[a, ok] = (lag_u[t, ok] - mr + off_r[t, ok]) * scale
+            dx[a, ok] = (lag_v[t, ok] - mc + off_c[t, ok]) * scale
+            corr[a, ok] = c[t, ok]
+            memo.rows[round(float(angles[a]), 6)] = (dx[a], dy[a], corr[a])
     return _Sweep(angles=np.asarray(angles, dtype=float), dx=dx, dy=dy, corr=corr)
 
 

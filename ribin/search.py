@@ -32,7 +32,7 @@ import numpy as np
 from ribin import __version__, prefilter
 from ribin._callable import make_module_callable
 from ribin.calibration import Calibration, model_key
-from ribin.compare import DEFAULT_PARAMS, CMCParams, compare
+from ribin.compare import DEFAULT_PARAMS, CMCParams, compare_many
 from ribin.errors import InputError
 from ribin.exhibit import REGIONS, Exhibit, Signature
 from ribin.network import Network, load_network
@@ -486,6 +486,10 @@ def compare_shard(
     stored exhibit; each is read once per call.
     """
     loaded: dict[str, StoredExhibit] = {}
+    # The comparisons are planned first (what to compare does not depend on any result),
+    # then run several at a time (:func:`ribin.compare.compare_many`); until then a planned
+    # result is ``{"job": its index in jobs}``.
+    jobs: list[tuple[Signature, Signature, CMCParams]] = []
 
     def full(region: RegionQuery, table: FeatureTable, row: int, key: str) -> dict[str, Any]:
         candidate = loaded.get(key)
@@ -493,16 +497,8 @@ def compare_shard(
             candidate = load(str(table.exhibit_id[row]), str(table.country[row]))
             loaded[key] = candidate
         other = candidate.exhibit.signatures()[region.region]
-        comparison = compare(region.signature, other, cmc_params[region.region])
-        if on_compare is not None:
-            on_compare()
-        return {
-            "score": comparison.score,
-            "cmc_count": comparison.cmc_count,
-            "rotation_deg": comparison.registration.rotation_deg,
-            "dx_um": comparison.registration.dx_um,
-            "dy_um": comparison.registration.dy_um,
-        }
+        jobs.append((region.signature, other, cmc_params[region.region]))
+        return {"job": len(jobs) - 1}
 
     out = []
     for index, (query, request) in enumerate(zip(queries, requests, strict=True)):
@@ -522,7 +518,7 @@ def compare_shard(
         # A candidate shortlisted in one region is compared in every region where it is a
         # candidate, so the combined ranking never weighs a one-region comparison against a
         # two-region one (a weak firing-pin prefilter then cannot cost a breech-face match).
-        compared = {f.key for found in per_region.values() for f in found if f.result}
+        compared = {f.key for found in per_region.values() for f in found if f.result is not None}
         for region in query.regions:
             listed = per_region[region.region]
             ranking, table = rankings[region.region], state.tables[region.region]
@@ -540,6 +536,24 @@ def compare_shard(
                     result = full(region, table, row, key)
                     listed.append(Found(position, key, _row(table, row), score, result))
         out.append(per_region)
+
+    comparisons = compare_many(jobs, on_done=on_compare)
+    results = [
+        {
+            "score": c.score,
+            "cmc_count": c.cmc_count,
+            "rotation_deg": c.registration.rotation_deg,
+            "dx_um": c.registration.dx_um,
+            "dy_um": c.registration.dy_um,
+        }
+        for c in comparisons
+    ]
+    for per_region in out:
+        for region_name, found in per_region.items():
+            per_region[region_name] = [
+                f if f.result is None else replace(f, result=results[f.result["job"]])
+                for f in found
+            ]
     return out
 
 

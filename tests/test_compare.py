@@ -126,6 +126,53 @@ def test_fadul_known_match_outranks_every_non_match_of_its_query(fadul_dir):
     assert match.score > max(non_matches)
 
 
+@pytest.mark.parametrize("fine", [False, True])
+def test_batched_rotations_equal_one_at_a_time(monkeypatch, fine):
+    """A sweep's rotations searched in batches are bitwise the ones searched one by one."""
+    import ribin.compare as cmp
+
+    rng = np.random.default_rng(8)
+    a = ring_surface(rng, size=91)
+    b = rotated(a, 5.0, shift=(-2, 3)) + rng.normal(scale=0.3, size=a.shape).astype(np.float32)
+    params = CMCParams(grid=(4, 4), angle_range_deg=(-12.0, 12.0))
+    grid = cmp._Grid.of(a, params, "a")
+    angles = params.angles()
+    low_grid, low_b = cmp._low(grid, params), cmp._low_image(b, params)
+
+    def run():
+        coarse = cmp._sweep(low_grid, low_b, angles, params, scale=2)
+        return cmp._refine(grid, b, coarse, angles, params) if fine else coarse
+
+    batched = run()
+    assert len(angles) * len(grid.tops) <= cmp._BATCH_REGIONS  # one batch
+    monkeypatch.setattr(cmp, "_BATCH_REGIONS", 1)
+    single = run()
+    for name in ("dx", "dy", "corr"):
+        np.testing.assert_array_equal(getattr(batched, name), getattr(single, name))
+    assert np.isfinite(batched.corr).sum() > len(angles)
+
+
+def test_compare_many_equals_compare_in_order():
+    from ribin.compare import compare_many
+
+    rng = np.random.default_rng(9)
+    a = ring_surface(rng)
+    surfaces = [a, rotated(a, 9.0, shift=(2, 1)), ring_surface(rng), ring_surface(rng)]
+    sigs = [signature(s) for s in surfaces]
+    pairs = [(sigs[0], sigs[k], SMALL) for k in (1, 2, 3)] + [(sigs[1], sigs[2], SMALL)]
+    expected = [compare(x, y, p) for x, y, p in pairs]
+    done = []
+    for threads in (1, 2, 3):
+        got = compare_many(pairs, threads=threads, on_done=lambda: done.append(1))
+        assert [c.score for c in got] == [c.score for c in expected]
+        assert [c.registration for c in got] == [c.registration for c in expected]
+    assert len(done) == 3 * len(pairs)
+    assert expected[0].cmc_count > max(c.cmc_count for c in expected[1:])
+    mismatched = [(sigs[0], signature(surfaces[1], pixel_um=2 * PIXEL_UM), SMALL)]
+    with pytest.raises(InputError, match="pixel sizes differ"):
+        compare_many(pairs + mismatched, threads=2)
+
+
 def test_memoised_sweeps_equal_fresh_ones():
     """Rotations reused from an overlapping window are bitwise the ones searched afresh."""
     import ribin.compare as cmp

@@ -14,6 +14,7 @@ from ribin.kernels.ncc import (
     _best_lags,
     _centred_templates,
     _extract_regions,
+    _extract_regions_stack,
     _masked_corr_at,
     _masked_ncc_map,
     _overall_corr,
@@ -154,6 +155,24 @@ def test_centred_templates_and_regions_match_reference(seed):
     want_raw, want_c = ref.extract_regions(target, r_tops, r_lefts, rows, cols, fft_shape)
     assert_allclose(raw, want_raw, equal_nan=True)
     assert_allclose(centred, want_c, atol=1e-5)
+
+
+def test_extract_regions_stack_takes_each_region_from_its_image():
+    rng = np.random.default_rng(11)
+    images = np.stack([masked_field(rng, (23, 19)) for _ in range(3)])
+    which = np.array([2, 0, 1, 2, 0], dtype=np.int64)
+    tops = np.array([-3, 0, 10, 4, 15], dtype=np.int64)  # some off the image
+    lefts = np.array([2, -5, 8, 0, 12], dtype=np.int64)
+    raw, centred = _extract_regions_stack(images, which, tops, lefts, 9, 8, 10, 11)
+    for k, image in enumerate(images[which]):
+        one = _extract_regions(image, tops[k : k + 1], lefts[k : k + 1], 9, 8, 10, 11)
+        want_raw, want_c = ref.extract_regions(
+            image, tops[k : k + 1], lefts[k : k + 1], 9, 8, (10, 11)
+        )
+        assert_array_equal(raw[k], one[0][0])
+        assert_array_equal(centred[k], one[1][0])
+        assert_allclose(raw[k], want_raw[0], equal_nan=True)
+        assert_allclose(centred[k], want_c[0], atol=1e-5)
 
 
 @pytest.mark.parametrize("seed", range(3))
