@@ -28,12 +28,14 @@ What is measured and what is extrapolated (the output says which, line by line):
 - prefilter stage: the search's first stage (load the scope's feature table, mask,
   score, sort; both regions) timed with the same calls, cold (store just opened) and warm;
 - search: :func:`ribin.search.search` end to end with ``--measure-shortlist`` per region
-  (the default shortlist at 10^4 means ~400 comparisons, minutes per query here); the
-  per-comparison times (candidate read + compare, breech face and firing pin apart) come
-  from its progress callbacks, and the latency of ``--shortlist-min/--shortlist-fraction``
-  (default :class:`ribin.search.SearchParams`) is prefilter + shortlist x those times;
+  (10, the default shortlist up to 10^4); the time per comparison (breech face or firing
+  pin, run one per core at a time, reads before them) is the mean interval between
+  comparisons finishing, from its progress callbacks, and the latency of
+  ``--shortlist-min/--shortlist-fraction`` (default :class:`ribin.search.SearchParams`) is
+  prefilter + 4 x shortlist x that time (at most 2 x shortlist candidates, the union of
+  the regions' shortlists, each compared in both regions);
 - exhaustive: a real exhaustive search over one country's exhibits of a small store, and
-  ``n x`` the per-comparison times beyond that (never run at 10^3 and up: ~30 min each).
+  ``2n x`` the time per comparison beyond that (never run at 10^3 and up).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numba
 import numpy as np
 from _common import (
     direct_exhibit,
@@ -61,6 +64,8 @@ from ribin.exhibit import Exhibit
 from ribin.network import load_network
 from ribin.search import Filters, SearchParams, search
 from ribin.store import Scope, SignatureStore
+
+THREADS = numba.get_num_threads()  # comparisons at a time (ribin.compare.compare_many)
 
 SHOTS = 3
 SEARCHER = "BB"
@@ -194,7 +199,13 @@ def prefilter_stage(
 
 
 def timed_search(store: SignatureStore, query: Exhibit, params: SearchParams, **kw):
-    """Search with progress timestamps: (result, total s, BF per-compare s, FP per-compare s)."""
+    """Search with progress timestamps: (result, total s, s per comparison).
+
+    A search reads its shortlist first, then runs the comparisons several at a time
+    (:func:`ribin.compare.compare_many`, one per core); the time per comparison is the mean
+    interval between two finishing, so it is the effective time at that concurrency, reads
+    not included (they are in the total).
+    """
     stamps = []
     start = time.perf_counter()
     result = search(
@@ -208,12 +219,9 @@ def timed_search(store: SignatureStore, query: Exhibit, params: SearchParams, **
         **kw,
     )
     total = time.perf_counter() - start
-    n_bf = sum(1 for c in result.candidates if c.breech_face and c.breech_face.score is not None)
-    gaps = np.diff(stamps)
-    # the first comparison's interval also holds the prefilter stage: left out
-    bf = float(gaps[: n_bf - 1].mean()) if n_bf > 1 else float("nan")
-    fp = float(gaps[n_bf - 1 :].mean()) if len(stamps) > n_bf else float("nan")
-    return result, total, bf, fp
+    # up to the first finish: prefilter, reads and the first comparisons, left out
+    per = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 else float("nan")
+    return result, total, per
 
 
 def main() -> None:
@@ -251,18 +259,18 @@ def main() -> None:
 
         # exhaustive, measured at a small scope (one country of a small store)
         with SignatureStore.open(root / "rate-add-many") as store:
-            result, total, bf, fp = timed_search(
+            result, total, per = timed_search(
                 store, queries[0], SearchParams(), exhaustive=True, scope="country"
             )
         print(
             f"exhaustive search, measured: {result.considered // 2} candidates (scope country "
-            f"{SEARCHER}) in {total:.1f} s = {result.compared} comparisons; BF {bf:.2f} s, "
-            f"FP {fp:.2f} s each (read + compare); top candidate "
+            f"{SEARCHER}) in {total:.1f} s = {result.compared} comparisons, {per:.3f} s each "
+            f"({THREADS} at a time); top candidate "
             f"{result.candidates[0].exhibit_id} (true firearm: D-0000000..D-0000002)"
         )
 
         rows = []
-        per_compare = (float("nan"), float("nan"))
+        per_compare = float("nan")
         tables = None
         stored_n = 0
         for n in args.sizes:
@@ -275,13 +283,12 @@ def main() -> None:
                 store.close()
                 line.update(n=count, cold=load + score, warm=warm, how="measured")
                 stored_n, stored_load = count, load
-                totals, bfs, fps = [], [], []
+                totals, pers = [], []
                 for number, query in enumerate(queries):
                     with SignatureStore.open(path) as store:  # fresh: as a CLI query
-                        result, total, bf, fp = timed_search(store, query, measure)
+                        result, total, per = timed_search(store, query, measure)
                     totals.append(total)
-                    bfs.append(bf)
-                    fps.append(fp)
+                    pers.append(per)
                     compared = [
                         c.exhibit_id
                         for c in result.candidates
@@ -294,13 +301,13 @@ def main() -> None:
                     print(
                         f"  n={count}: real search {number + 1} (shortlist "
                         f"{args.measure_shortlist}/region, {result.compared} comparisons, "
-                        f"{thin} of them thin): {total:.1f} s; BF {bf:.2f} s, FP {fp:.2f} s per "
-                        f"comparison; top {result.candidates[0].exhibit_id} (true firearm: "
+                        f"{thin} of them thin): {total:.1f} s; {per:.3f} s per comparison; "
+                        f"top {result.candidates[0].exhibit_id} (true firearm: "
                         f"D-{3 * number:07d}..D-{3 * number + 2:07d})",
                         flush=True,
                     )
                 line["measured_total"] = float(np.median(totals))
-                per_compare = (float(np.nanmean(bfs)), float(np.nanmean(fps)))
+                per_compare = float(np.nanmean(pers))
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 reps = -(-n // stored_n)
@@ -317,10 +324,10 @@ def main() -> None:
                 flush=True,
             )
 
-        bf, fp = per_compare
+        per = per_compare
         print(
-            f"\nlatency per query (s); per-comparison times (read + compare) from the largest "
-            f"store: BF {bf:.2f} s, FP {fp:.2f} s"
+            f"\nlatency per query (s); {per:.3f} s per comparison (BF or FP, {THREADS} at a "
+            "time, from the largest store's searches)"
         )
         print(
             f"  n        prefilter      | measured search       | shortlist "
@@ -334,9 +341,9 @@ def main() -> None:
         table = []
         for line in rows:
             k = params.shortlist(line["n"])
-            compare_s = k * (bf + fp)
+            compare_s = 4 * k * per  # at most 2K candidates (the union), both regions
             total = line["cold"] + compare_s
-            exhaustive = line["cold"] + line["n"] * (bf + fp)
+            exhaustive = line["cold"] + line["n"] * 2 * per
             if "measured_total" in line:
                 m = line["measured_total"]
                 measured = f"{args.measure_shortlist:5d} {m:6.1f} {m - line['cold']:6.1f} m"
@@ -372,25 +379,23 @@ def main() -> None:
             ],
             table,
             f"Measured search: shortlist {args.measure_shortlist} per region, end to end from "
-            "a fresh store handle. Estimates: prefilter plus K to 2K candidates (a candidate on "
-            f"either region's shortlist is compared in both) at BF {bf:.2f} s + FP {fp:.2f} s "
-            "per comparison (read + compare) measured here; above the largest written store the "
+            "a fresh store handle. Estimates: prefilter plus at most 2K candidates (a candidate on "
+            f"either region's shortlist is compared in both, BF and FP) at {per:.3f} s per "
+            f"comparison ({THREADS} at a time) measured here; above the largest written store the "
             "feature-table load is extrapolated and the scoring measured. Target: under 10 s "
             "at 10^4.",
         )
         print(
             "  m = measured end to end; x = feature-table load extrapolated, scoring measured; "
-            "e = prefilter + K x per-comparison time (extrapolated); growth = total over the "
+            "e = prefilter + 4K x per-comparison time (extrapolated); growth = total over the "
             "previous row"
         )
         target = 10.0
         worst = max(line["cold"] for line in rows if line["n"] <= 10_000)
-        room = int((target - worst) // (bf + fp))
+        room = int((target - worst) // (2 * per))
         print(
             f"  a {target:.0f} s query at n <= 10^4 leaves room for {room} candidates per region "
-            f"(BF + FP) at this run's comparison speed (prefilter {worst:.2f} s cold); at "
-            f"BF 0.5 s + FP 0.12 s (an unloaded machine): "
-            f"{int((target - worst) // 0.62)}"
+            f"(BF + FP) at this run's comparison speed (prefilter {worst:.2f} s cold)"
         )
     finally:
         if args.workdir is None:
