@@ -159,41 +159,21 @@ def _centred_templates(image, tops, lefts, h, w, fft_rows, fft_cols):
     return templates, valid
 
 
-@njit(**JIT)
-def _extract_regions(image, tops, lefts, rows, cols, fft_rows, fft_cols):
+@njit(parallel=True, **JIT)
+def _extract_regions(images, which, tops, lefts, rows, cols, fft_rows, fft_cols):
     """Target regions around each cell: raw (NaN-padded) and mean-centred zero-filled.
 
     Parameters
     ----------
-    image : ndarray of float32, shape (M, N)
-        C-contiguous.
+    images : ndarray of float32, shape (m, M, N)
+        Region ``k`` is taken from ``images[which[k]]`` (one image: ``image[None]``).
+    which : ndarray of int64, shape (n,)
     tops, lefts : ndarray of int64, shape (n,)
         Top-left corner of each region; it may extend past the image (NaN there).
     rows, cols : int
         Region shape.
     fft_rows, fft_cols : int
         Shape of the zero-padded centred output (at least ``(rows, cols)``).
-
-    Returns
-    -------
-    raw : ndarray of float32, shape (n, rows, cols)
-    centred : ndarray of float32, shape (n, fft_rows, fft_cols)
-    """
-    stack = image.reshape((1, image.shape[0], image.shape[1]))
-    which = np.zeros(tops.shape[0], dtype=np.int64)
-    return _extract_regions_stack(stack, which, tops, lefts, rows, cols, fft_rows, fft_cols)
-
-
-@njit(parallel=True, **JIT)
-def _extract_regions_stack(images, which, tops, lefts, rows, cols, fft_rows, fft_cols):
-    """:func:`_extract_regions` with region ``k`` taken from ``images[which[k]]``.
-
-    Parameters
-    ----------
-    images : ndarray of float32, shape (m, M, N)
-    which : ndarray of int64, shape (n,)
-    tops, lefts, rows, cols, fft_rows, fft_cols
-        As in :func:`_extract_regions`.
 
     Returns
     -------
@@ -245,7 +225,7 @@ def _rotated_regions(
     Only the pixels of the regions are interpolated, so this is cheaper than rotating the
     whole target when the regions cover less than it (the fine search). Region ``k`` is
     bitwise ``_extract_regions(_rotate_masked(target, thetas[k], out_rows, out_cols, cy_in,
-    cx_in, cy_out, cx_out), tops[k:k + 1], lefts[k:k + 1], rows, cols, fft_rows,
+    cx_in, cy_out, cx_out)[None], [0], tops[k:k + 1], lefts[k:k + 1], rows, cols, fft_rows,
     fft_cols)``.
 
     Parameters

@@ -75,17 +75,17 @@ def calibrate_store(
     if total == 0:
         raise InputError(None, "none of the truth CSV's exhibits are in the store")
     done = 0
+
+    def advance() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
     models = {}
     for key, members in sorted(groups.items()):
         scores: dict[bool, list[float]] = {True: [], False: []}
         pairs = list(itertools.combinations(members, 2))
-
-        def advance() -> None:
-            nonlocal done
-            done += 1
-            if progress is not None:
-                progress(done, total)
-
         results = compare_many(((a, b, None) for (_, a), (_, b) in pairs), on_done=advance)
         for ((id_a, _), (id_b, _)), result in zip(pairs, results, strict=True):
             scores[truth[id_a] == truth[id_b]].append(result.score)

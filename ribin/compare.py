@@ -60,7 +60,7 @@ from ribin.kernels.cmc import _vote_per_rotation
 from ribin.kernels.ncc import (
     _best_lags,
     _centred_templates,
-    _extract_regions_stack,
+    _extract_regions,
     _overall_corr,
     _rotated_regions,
 )
@@ -619,7 +619,7 @@ def _sweep(
             for t, a in enumerate(batch):
                 moved[t] = _rotate_onto(target, grid.shape, float(angles[a]))
             which = np.repeat(np.arange(m), n)
-            raw, centred = _extract_regions_stack(moved, which, tops, lefts, rows, cols, *fft_shape)
+            raw, centred = _extract_regions(moved, which, tops, lefts, rows, cols, *fft_shape)
         spectra = scipy.fft.rfft2(centred, workers=_workers())
         spectra = spectra.reshape(m, n, *spectra.shape[1:])
         spectra *= template_spectra

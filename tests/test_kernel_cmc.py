@@ -14,7 +14,6 @@ from ribin.kernels.ncc import (
     _best_lags,
     _centred_templates,
     _extract_regions,
-    _extract_regions_stack,
     _masked_corr_at,
     _masked_ncc_map,
     _overall_corr,
@@ -30,6 +29,12 @@ def masked_field(rng, shape, nan_fraction=0.3):
     r0, c0 = rng.integers(0, shape[0]), rng.integers(0, shape[1])
     field[r0 : r0 + shape[0] // 3, c0 : c0 + shape[1] // 4] = np.nan
     return field
+
+
+def extract_one(image, tops, lefts, rows, cols, fft_rows, fft_cols):
+    """``_extract_regions`` with every region from one image."""
+    which = np.zeros(len(tops), dtype=np.int64)
+    return _extract_regions(image[None], which, tops, lefts, rows, cols, fft_rows, fft_cols)
 
 
 @pytest.mark.parametrize("shape", [(13, 17), (16, 16), (9, 21)])
@@ -151,21 +156,21 @@ def test_centred_templates_and_regions_match_reference(seed):
     # Region corners off the image on every side.
     r_tops = tops - 4 + np.array([-3, 0, 20, 2])
     r_lefts = lefts - 4 + np.array([0, -9, 0, 4])
-    raw, centred = _extract_regions(target, r_tops, r_lefts, rows, cols, *fft_shape)
+    raw, centred = extract_one(target, r_tops, r_lefts, rows, cols, *fft_shape)
     want_raw, want_c = ref.extract_regions(target, r_tops, r_lefts, rows, cols, fft_shape)
     assert_allclose(raw, want_raw, equal_nan=True)
     assert_allclose(centred, want_c, atol=1e-5)
 
 
-def test_extract_regions_stack_takes_each_region_from_its_image():
+def test_extract_regions_takes_each_region_from_its_image():
     rng = np.random.default_rng(11)
     images = np.stack([masked_field(rng, (23, 19)) for _ in range(3)])
     which = np.array([2, 0, 1, 2, 0], dtype=np.int64)
     tops = np.array([-3, 0, 10, 4, 15], dtype=np.int64)  # some off the image
     lefts = np.array([2, -5, 8, 0, 12], dtype=np.int64)
-    raw, centred = _extract_regions_stack(images, which, tops, lefts, 9, 8, 10, 11)
+    raw, centred = _extract_regions(images, which, tops, lefts, 9, 8, 10, 11)
     for k, image in enumerate(images[which]):
-        one = _extract_regions(image, tops[k : k + 1], lefts[k : k + 1], 9, 8, 10, 11)
+        one = extract_one(image, tops[k : k + 1], lefts[k : k + 1], 9, 8, 10, 11)
         want_raw, want_c = ref.extract_regions(
             image, tops[k : k + 1], lefts[k : k + 1], 9, 8, (10, 11)
         )
@@ -197,7 +202,7 @@ def test_rotated_regions_matches_reference(seed, theta):
     assert_allclose(centred, want_c, atol=1e-4)
     # Bitwise the unfused path used by compare() for the coarse search.
     moved = _rotate_masked(target, theta, *out_shape, *c_in, *c_out)
-    raw2, centred2 = _extract_regions(moved, *args)
+    raw2, centred2 = extract_one(moved, *args)
     assert_array_equal(raw, raw2)
     assert_array_equal(centred, centred2)
     # One angle per region: each region as with its own angle.
@@ -227,7 +232,7 @@ def test_rotated_regions_all_nan():
 def test_best_lags_matches_reference(seed):
     image, target, tops, lefts, h, w, rows, cols, fft_shape = _cells_setup(seed)
     templates, valid = _centred_templates(image, tops, lefts, h, w, *fft_shape)
-    raw, centred = _extract_regions(target, tops - 4, lefts - 4, rows, cols, *fft_shape)
+    raw, centred = extract_one(target, tops - 4, lefts - 4, rows, cols, *fft_shape)
     lags = (rows - h + 1, cols - w + 1)
     ccf = ref.direct_ccf(templates, centred, h, w, lags)
     min_overlap = np.maximum(2, valid // 2).astype(np.int64)
@@ -246,7 +251,7 @@ def test_best_lags_ties_go_to_the_first_lag():
     target[:] = 1.0  # centred to 1 below: equal scores wherever a window is all valid
     target[0, :] = np.nan
     _, valid = _centred_templates(image, tops, lefts, h, w, *fft_shape)
-    raw, centred = _extract_regions(target, tops - 4, lefts - 4, rows, cols, *fft_shape)
+    raw, centred = extract_one(target, tops - 4, lefts - 4, rows, cols, *fft_shape)
     centred[:, :rows, :cols] += np.where(np.isnan(raw), 0.0, 1.0).astype(np.float32)
     lags = (rows - h + 1, cols - w + 1)
     ccf = np.ones((len(tops), *lags), dtype=np.float32)
@@ -262,7 +267,7 @@ def test_fft_ccf_equals_direct_sums():
     """The FFT cross-correlation used by compare() equals the explicit sums on valid lags."""
     image, target, tops, lefts, h, w, rows, cols, fft_shape = _cells_setup(7)
     templates, _ = _centred_templates(image, tops, lefts, h, w, *fft_shape)
-    _, centred = _extract_regions(target, tops - 4, lefts - 4, rows, cols, *fft_shape)
+    _, centred = extract_one(target, tops - 4, lefts - 4, rows, cols, *fft_shape)
     spectra = scipy.fft.rfft2(centred) * np.conj(scipy.fft.rfft2(templates))
     ccf = scipy.fft.irfft2(spectra, s=fft_shape)
     lags = (rows - h + 1, cols - w + 1)
