@@ -1,21 +1,25 @@
 """Speed of CMC comparison against an OpenCV baseline doing the same work.
 
-Comparisons per second of Fadul breech faces (6.25 um, 545 x 545) for the full-circle
-sweep and the aligned -30..30 deg sweep, both directions, 8 x 8 cells. The baseline, written
+Comparisons per second of Fadul breech faces for the full-circle sweep and the aligned
+-30..30 deg sweep, both directions, 8 x 8 cells: as breech-face signatures at the default
+pixel size (``ribin.extract``, 12.5 um, about 270 x 270) and as scanned (6.25 um,
+545 x 545, four times the pixels). The baseline, written
 here in its most straightforward fast form, rotates the target with ``cv2.warpAffine`` per
 rotation and finds every cell with ``cv2.matchTemplate(TM_CCOEFF_NORMED)`` in a region
 three cells wide, with the same grid, sweep and vote. Two ways of running: one comparison at
-a time with each method's own threads (timings interleave the methods pair by pair, as the
-machine may be shared, and report medians), and as many comparisons at a time as there are
+a time with each method's own threads (pair by pair, each method runs the pair ``--repeats``
+times in a row and then the other, as the machine may be shared; medians), and as many
+comparisons at a time as there are
 cores, each single-threaded (throughput, the way a search runs them). First-call compile
 time is measured in fresh processes with an empty and with a warm Numba cache.
 
-    python benchmarks/bench_compare_speed.py [--repeats 2] [--pairs 4]
+    python benchmarks/bench_compare_speed.py [--repeats 3] [--pairs 4] [--sets default,scan]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import subprocess
 import sys
@@ -25,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
-from _common import fadul_signatures, machine
+from _common import FADUL_DIR, fadul_signatures, machine
 from results import record
 
 from ribin.compare import (
@@ -39,6 +43,7 @@ from ribin.compare import (
 )
 
 THREADS = os.cpu_count() or 1
+ROUNDS = 4  # rounds of the pairs per throughput run
 
 SWEEPS = {
     "full 360 deg": CMCParams(),
@@ -90,7 +95,9 @@ def concurrent_rates(sigs, chosen, params: CMCParams, repeats: int, threads: int
     ``cv2.setNumThreads(1)`` in a thread pool, its calls release the GIL). The methods
     alternate ``repeats`` times; the best throughput of each is returned.
     """
-    pairs = [(sigs[i], sigs[j], params) for i, j in chosen]
+    # Several rounds of the pairs per run, so that the last comparisons, when fewer than the
+    # threads are left, weigh little (as in a search, with its many comparisons).
+    pairs = [(sigs[i], sigs[j], params) for i, j in chosen] * ROUNDS
     n_cv = cv2.getNumThreads()
     ours, base = [], []
     for _ in range(repeats):
@@ -106,6 +113,16 @@ def concurrent_rates(sigs, chosen, params: CMCParams, repeats: int, threads: int
         finally:
             cv2.setNumThreads(n_cv)
     return max(ours), max(base)
+
+
+def _row(pixel, sweep, at_once, pairs, ours, base, ratio) -> list:
+    """A table row, printed as it is recorded."""
+    row = [pixel, sweep, at_once, pairs, round(ours, 2), round(base, 2), f"{ratio:.1f}x"]
+    print(
+        f"{pixel:<8} {sweep:<18} {at_once:>9} {pairs:>5} {ours:>12.2f} {base:>13.2f} {row[-1]:>6}",
+        end="   ",
+    )
+    return row
 
 
 def compile_seconds() -> tuple[float, float]:
@@ -131,36 +148,54 @@ def compile_seconds() -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pairs", type=int, default=4, help="pairs timed (half matches)")
     parser.add_argument("--no-compile", action="store_true", help="skip compile timing")
+    parser.add_argument(
+        "--sets", default="default,scan", help="default (12.5 um signatures), scan (6.25 um)"
+    )
     args = parser.parse_args(argv)
 
     cv2.setNumThreads(os.cpu_count() or 1)
     print(f"machine: {machine()}; opencv {cv2.__version__} ({cv2.getNumThreads()} threads)")
-    _, labels, sigs = fadul_signatures()
-    matches = [(i, j) for i in range(len(sigs)) for j in range(i + 1, len(sigs))]
+    names, labels, scans = fadul_signatures()
+    sets = {}
+    for key in args.sets.split(","):
+        if key == "default":
+            from ribin.ingest import extract_file
+
+            sets["12.5 um"] = [
+                extract_file(FADUL_DIR / f"{name}.x3p").breech_face for name in names
+            ]
+        elif key == "scan":
+            sets["6.25 um"] = scans
+        else:
+            parser.error(f"unknown set {key!r}")
+    matches = [(i, j) for i in range(len(scans)) for j in range(i + 1, len(scans))]
     km = [p for p in matches if labels[p[0]] == labels[p[1]]]
     knm = [p for p in matches if labels[p[0]] != labels[p[1]]]
     rng = np.random.default_rng(0)
     half = max(1, args.pairs // 2)
     chosen = [km[i] for i in rng.choice(len(km), half, replace=False)]
     chosen += [knm[i] for i in rng.choice(len(knm), args.pairs - half, replace=False)]
-    compare(sigs[0], sigs[1], SWEEPS["aligned +-30 deg"])  # compile / load cache
+    compare(scans[0], scans[1], SWEEPS["aligned +-30 deg"])  # compile / load cache
 
     print(
-        f"\n{'sweep':<18} {'at a time':>9} {'pairs':>5} {'ribin cmp/s':>12} "
+        f"\n{'pixel':<8} {'sweep':<18} {'at a time':>9} {'pairs':>5} {'ribin cmp/s':>12} "
         f"{'opencv cmp/s':>13} {'ratio':>6}   CMC ribin / opencv per pair"
     )
     rows = []
-    for label, params in SWEEPS.items():
+    for (pixel, sigs), (label, params) in itertools.product(sets.items(), SWEEPS.items()):
         ours, base, ratios, counts = [], [], [], []
         for i, j in chosen:
+            # Each method runs the pair several times in a row (the first run after the other
+            # method's may wait on its threads), then the other; medians of each.
             t_ours, t_base = [], []
             for _ in range(args.repeats):
                 t = time.perf_counter()
                 c_ours = compare(sigs[i], sigs[j], params).cmc_count
                 t_ours.append(time.perf_counter() - t)
+            for _ in range(args.repeats):
                 t = time.perf_counter()
                 c_base = opencv_compare(sigs[i], sigs[j], params)
                 t_base.append(time.perf_counter() - t)
@@ -169,29 +204,18 @@ def main(argv: list[str] | None = None) -> int:
             ratios.append(base[-1] / ours[-1])
             kind = "KM" if labels[i] == labels[j] else "KNM"
             counts.append(f"{kind} {c_ours}/{c_base}")
-        ours_rate, base_rate, ratio = 1 / np.median(ours), 1 / np.median(base), np.median(ratios)
-        print(
-            f"{label:<18} {1:>9} {len(chosen):>5} {ours_rate:>12.2f} {base_rate:>13.2f} "
-            f"{ratio:>5.1f}x   {', '.join(counts)}"
-        )
-        rows.append(
-            [label, 1, len(chosen), round(ours_rate, 2), round(base_rate, 2), f"{ratio:.1f}x"]
-        )
-        ours_rate, base_rate = concurrent_rates(sigs, chosen, params, args.repeats, THREADS)
-        ratio = ours_rate / base_rate
-        print(
-            f"{label:<18} {THREADS:>9} {len(chosen):>5} {ours_rate:>12.2f} {base_rate:>13.2f} "
-            f"{ratio:>5.1f}x   (throughput, best of {args.repeats})"
-        )
-        sys.stdout.flush()
-        rows.append(
-            [label, THREADS, len(chosen), round(ours_rate, 2), round(base_rate, 2), f"{ratio:.1f}x"]
-        )
+        rate = 1 / np.median(ours), 1 / np.median(base)
+        rows.append(_row(pixel, label, 1, len(chosen), *rate, np.median(ratios)))
+        print(", ".join(counts))
+        rate = concurrent_rates(sigs, chosen, params, args.repeats, THREADS)
+        rows.append(_row(pixel, label, THREADS, len(chosen), *rate, rate[0] / rate[1]))
+        print(f"(throughput, best of {args.repeats})", flush=True)
     notes = (
         "Target: 3x the OpenCV baseline (same cells, sweep and vote). One at a time: each "
         "method's own threads (Numba's and OpenCV's) within a comparison, medians pair by pair; "
         f"{THREADS} at a time: {THREADS} comparisons at once, each single-threaded "
-        "(ribin.compare.compare_many, and a thread pool for OpenCV), all pairs, throughput."
+        f"(ribin.compare.compare_many, and a thread pool for OpenCV), all pairs {ROUNDS} times, "
+        "throughput."
     )
     if not args.no_compile:
         cold, warm = compile_seconds()
@@ -201,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     record(
         "compare_speed",
-        "Comparison speed (Fadul breech faces, 6.25 um, both directions)",
-        ["sweep", "at a time", "pairs", "RIBIN comparisons/s", "OpenCV comparisons/s", "ratio"],
+        "Comparison speed (Fadul breech faces, both directions)",
+        ["pixel", "sweep", "at a time", "pairs", "RIBIN cmp/s", "OpenCV cmp/s", "ratio"],
         rows,
         notes,
     )

@@ -29,12 +29,13 @@ they do in a full search. The backward direction does the same at the inverse ro
 ``search="exhaustive"`` runs every rotation at full resolution (cmcR); the accuracy
 benchmark compares the two.
 
-The half-resolution sweep first visits every other rotation (6 deg apart; a matching
-pair's count changes little over one 3 deg step), then the rotations it skipped inside the
-+-6 deg windows of its best ones, which are then chosen again, so that every rotation
-refined has its own coarse translations (``coarse_angle_stride=1`` visits them all). A
-candidate whose forward count is below the best pair count found so far gets no backward
-search, which cannot change the result.
+The half-resolution sweep visits every other rotation (6 deg apart; a matching pair's count
+changes little over one 3 deg step), and in the backward direction every other rotation of
+its window. At a rotation it skipped, a cell starts from the translation found at the
+nearest rotation it visited, turned about the reference centre so that the cell lands on
+the same target point (exact for a matching cell; ``coarse_angle_stride=1`` visits them
+all). A candidate whose forward count is not above the best pair count found so far gets no
+backward search: it could at most tie on count (the one with more forward support is kept).
 
 Score: ``cmc_count + t`` with ``t`` in [0, 1) the mean correlation of the registered cells
 (both directions) clipped to [0, 0.999]; the integer part is the CMC count, the fraction
@@ -49,6 +50,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+import ducc0
 import numba
 import numpy as np
 import scipy.fft
@@ -98,8 +100,9 @@ class CMCParams:
     coarse_candidates : int
         Rotations from the coarse sweep refined at full resolution.
     coarse_angle_stride : int
-        The coarse sweep first visits every ``coarse_angle_stride``-th rotation of the
-        sweep, then the skipped ones in the refinement windows of its best rotations.
+        The coarse sweeps visit every ``coarse_angle_stride``-th rotation (of the sweep,
+        and of the backward window); the refinement carries their translations over to
+        the rotations skipped.
     coarse_keep_fraction : float
         A coarse candidate with fewer congruent cells than this fraction of the best
         one's is not refined (0, the default: always ``coarse_candidates``). Faster, but it
@@ -303,13 +306,14 @@ def compare_surfaces(
         low_a, low_grid_b = _low_image(a, params), _low(grid_b, params)
         back_coarse_memo = _Memo()
         back_fine_memo = _Memo()
-    # The pair's count is min(forward, backward), so a candidate whose forward count is below
-    # the best pair count so far cannot win and its backward search is skipped. Candidates
-    # are visited by forward count to skip the most; ties go to the earlier one, as before.
+    # The pair's count is min(forward, backward), so a candidate whose forward count is not
+    # above the best pair count so far can at most tie on count; its backward search is
+    # skipped and the candidate with more forward support is kept. Candidates are visited by
+    # forward count to skip the most; ties go to the earlier one.
     order = sorted(range(len(candidates)), key=lambda i: -candidates[i][1].count)
     for i in order:
         fwd, fwd_dec = candidates[i]
-        if best is not None and fwd_dec.count < best[0][0]:
+        if best is not None and fwd_dec.count <= best[0][0]:
             continue
         back_angles = _window(-fwd_dec.rotation, params)
         if params.search == "exhaustive":
@@ -318,7 +322,7 @@ def compare_surfaces(
             coarse_back = _sweep(
                 low_grid_b,
                 low_a,
-                back_angles,
+                back_angles[:: max(1, params.coarse_angle_stride)],
                 params,
                 scale=params.coarse_factor,
                 memo=back_coarse_memo,
@@ -432,25 +436,18 @@ class _Grid:
         padded = image
         if pad_r or pad_c:
             padded = np.pad(image, ((0, pad_r), (0, pad_c)), constant_values=np.nan)
-        tops, lefts, index, fraction = [], [], [], []
-        for i in range(gr):
-            for j in range(gc):
-                top, left = r0 + i * h, c0 + j * w
-                f = float(valid[top : top + h, left : left + w].sum()) / (h * w)
-                if f >= params.min_valid_fraction and f > 0:
-                    tops.append(top)
-                    lefts.append(left)
-                    index.append(i * gc + j)
-                    fraction.append(f)
-        if not tops:
+        cells = ~np.isnan(padded[r0 : r0 + gr * h, c0 : c0 + gc * w])
+        fraction = cells.reshape(gr, h, gc, w).sum(axis=(1, 3)).ravel() / (h * w)
+        index = np.flatnonzero((fraction >= params.min_valid_fraction) & (fraction > 0))
+        if not index.size:
             raise InputError(None, f"signature {name} has no cell with enough valid pixels")
         return cls(
             image=np.ascontiguousarray(padded, dtype=np.float32),
             shape=image.shape,
-            tops=np.asarray(tops, dtype=np.int64),
-            lefts=np.asarray(lefts, dtype=np.int64),
-            index=np.asarray(index, dtype=np.int64),
-            valid_fraction=np.asarray(fraction),
+            tops=(r0 + index // gc * h).astype(np.int64),
+            lefts=(c0 + index % gc * w).astype(np.int64),
+            index=index.astype(np.int64),
+            valid_fraction=fraction[index],
             h=h,
             w=w,
             grid=(gr, gc),
@@ -503,8 +500,10 @@ class _Memo:
     templates: dict = field(default_factory=dict)
 
 
-# Regions per batch of rotations in :func:`_sweep` (about 40 MB of work arrays at most).
-_BATCH_REGIONS = 256
+# FFT pixels per batch of rotations in :func:`_sweep`: batches that stay in cache (measured
+# best at 0.5 M, two comparisons at a time: smaller ones pay more calls, larger ones wait on
+# memory).
+_BATCH_PIXELS = 1 << 19
 
 
 def _workers() -> int:
@@ -525,16 +524,23 @@ def _rotate_onto(target: np.ndarray, shape: tuple[int, int], theta_deg: float) -
     )
 
 
+def _rfft2(x: np.ndarray) -> np.ndarray:
+    """Real 2-D FFT over the last two axes (``scipy.fft.rfft2``), by ducc0."""
+    return ducc0.fft.r2c(x, axes=(-2, -1), nthreads=_workers())
+
+
 def _lag_rows_ccf(spectra: np.ndarray, fft_shape: tuple[int, int], n_rows: int) -> np.ndarray:
-    """``scipy.fft.irfft2(spectra, s=fft_shape)[:, :n_rows]``, bitwise, with less work.
+    """``scipy.fft.irfft2(spectra, s=fft_shape)[:, :n_rows]`` with less work.
 
     Only the first ``n_rows`` rows (the lags searched) are wanted: the inverse runs along
-    the rows first (as ``irfft2`` does, unscaled) and then along the columns of those rows
-    only, and the result is scaled once, as ``irfft2`` scales it.
+    the columns first and then along the rows kept only, and the result is scaled once.
     """
     workers = _workers()
-    tmp = scipy.fft.ifft(spectra, axis=-2, norm="forward", workers=workers)
-    out = scipy.fft.irfft(tmp[:, :n_rows], n=fft_shape[1], axis=-1, norm="forward", workers=workers)
+    tmp = ducc0.fft.c2c(spectra, axes=(-2,), forward=False, nthreads=workers)
+    out = ducc0.fft.c2r(
+        tmp[:, :n_rows], axes=(-1,), lastsize=fft_shape[1], forward=False, nthreads=workers,
+        allow_overwriting_input=True,
+    )  # fmt: skip
     out *= out.dtype.type(1.0 / (fft_shape[0] * fft_shape[1]))
     return out
 
@@ -584,7 +590,7 @@ def _sweep(
     if fft_shape not in memo.templates:
         templates, valid = _centred_templates(grid.image, grid.tops, grid.lefts, h, w, *fft_shape)
         memo.templates[fft_shape] = (
-            np.conj(scipy.fft.rfft2(templates, workers=_workers())),
+            np.conj(_rfft2(templates)),
             np.maximum(2, np.ceil(params.min_overlap_fraction * valid)).astype(np.int64),
         )
     template_spectra, min_overlap = memo.templates[fft_shape]
@@ -595,7 +601,7 @@ def _sweep(
     centre_out = ((grid.shape[0] - 1) / 2.0, (grid.shape[1] - 1) / 2.0)
     # Rotations go through the kernels and FFTs in batches: a call per batch rather than per
     # rotation keeps both cores busy (results are the same region by region).
-    per_batch = max(1, _BATCH_REGIONS // n)
+    per_batch = max(1, _BATCH_PIXELS // (n * fft_shape[0] * fft_shape[1]))
     for first in range(0, len(todo), per_batch):
         batch = np.asarray(todo[first : first + per_batch])
         m = len(batch)
@@ -620,7 +626,7 @@ def _sweep(
                 moved[t] = _rotate_onto(target, grid.shape, float(angles[a]))
             which = np.repeat(np.arange(m), n)
             raw, centred = _extract_regions(moved, which, tops, lefts, rows, cols, *fft_shape)
-        spectra = scipy.fft.rfft2(centred, workers=_workers())
+        spectra = _rfft2(centred)
         spectra = spectra.reshape(m, n, *spectra.shape[1:])
         spectra *= template_spectra
         ccf = _lag_rows_ccf(spectra.reshape(m * n, *spectra.shape[2:]), fft_shape, rows - h + 1)
@@ -629,11 +635,11 @@ def _sweep(
             h, w, np.tile(min_overlap, m),
         )  # fmt: skip
         lag_u, lag_v, c = lag_u.reshape(m, n), lag_v.reshape(m, n), c.reshape(m, n)
-        for t, a in enumerate(batch):
-            ok = (lag_u[t] >= 0) & ~skip[t]
-            dy[a, ok] = (lag_u[t, ok] - mr + off_r[t, ok]) * scale
-            dx[a, ok] = (lag_v[t, ok] - mc + off_c[t, ok]) * scale
-            corr[a, ok] = c[t, ok]
+        ok = (lag_u >= 0) & ~skip
+        dy[batch] = np.where(ok, (lag_u - mr + off_r) * scale, np.nan)
+        dx[batch] = np.where(ok, (lag_v - mc + off_c) * scale, np.nan)
+        corr[batch] = np.where(ok, c, np.nan)
+        for a in batch:
             memo.rows[round(float(angles[a]), 6)] = (dx[a], dy[a], corr[a])
     return _Sweep(angles=np.asarray(angles, dtype=float), dx=dx, dy=dy, corr=corr)
 
@@ -678,13 +684,10 @@ def _decide(sweep: _Sweep, params: CMCParams, shift_max: float) -> _Decision:
             & (np.abs(sweep.dx - dx) <= shift_max)
             & (np.abs(sweep.dy - dy) <= shift_max)
         )
-    n = sweep.dx.shape[1]
-    cell_angle = np.full(n, best, dtype=np.int64)
-    for k in range(n):
-        hits = np.flatnonzero(agree[:, k])
-        if hits.size:
-            cell_angle[k] = hits[np.argmax(sweep.corr[hits, k])]
+    # Each congruent cell's rotation: where it correlates best among those that agree.
     cell_congruent = agree.any(axis=0)
+    strongest = np.argmax(np.where(agree, sweep.corr, -np.inf), axis=0)
+    cell_angle = np.where(cell_congruent, strongest, best).astype(np.int64)
     return _Decision(
         rotation=rotation,
         dx=float(dx),
@@ -761,28 +764,47 @@ def _coarse_search(
 ) -> tuple[_Sweep, list[float]]:
     """Reduced-resolution sweep and the rotations to refine at full resolution.
 
-    The sweep visits every ``coarse_angle_stride``-th rotation of ``angles``; the best
-    rotations (:func:`_coarse_rotations`) are then chosen again with every rotation of
-    their refinement windows added, until the windows of the chosen ones are all visited.
-    A matching pair's count changes little over one sweep step, so its best rotation is
-    found from its neighbours; the refinement has coarse translations at every rotation of
-    its windows, as with the whole sweep visited.
+    The sweep visits every ``coarse_angle_stride``-th rotation of ``angles``: a matching
+    pair's count changes little over one sweep step, so its best rotation is found from
+    its neighbours, and :func:`_refine` carries the coarse translations over to the
+    rotations skipped.
     """
-    memo = _Memo()
     visited = np.asarray(angles[:: max(1, params.coarse_angle_stride)], dtype=float)
-    while True:
-        coarse = _sweep(grid, target, visited, params, scale=params.coarse_factor, memo=memo)
-        rotations = _coarse_rotations(coarse, params, shift_max)
-        # Window rotations off the sweep take the nearest swept one (its end, when limited).
-        wanted = {
-            float(angles[np.argmin(np.abs(_angle_diff(angles, t)))])
-            for theta in rotations
-            for t in _window(theta, params)
-        }
-        missing = wanted - {float(t) for t in visited}
-        if not missing:
-            return coarse, rotations
-        visited = np.sort(np.concatenate([visited, sorted(missing)]))
+    coarse = _sweep(grid, target, visited, params, scale=params.coarse_factor)
+    return coarse, _coarse_rotations(coarse, params, shift_max)
+
+
+def _carried_centres(grid: _Grid, coarse: _Sweep, angles: np.ndarray) -> np.ndarray:
+    """Each cell's coarse translation carried over to each of ``angles``.
+
+    At a rotation the coarse sweep did not visit, a cell takes the translation found at the
+    nearest visited rotation (of two as near, the one where it correlates better), moved so
+    that the cell's centre lands on the same target point: reference point ``p`` at
+    translation ``d'`` and rotation ``t'`` meets the target point that ``p`` meets at
+    rotation ``t`` with ``d = Rot(t' - t) (p + d' - c) - (p - c)``, ``c`` the reference
+    centre. A matching cell thus keeps its place in the target, as a search at ``t``
+    would find it; a non-matching one keeps a translation of its own.
+
+    Returns
+    -------
+    ndarray, shape (len(angles), n_cells, 2)
+        ``(dx, dy)`` in full-resolution pixels; NaN where the cell found nothing.
+    """
+    px = grid.lefts + (grid.w - 1) / 2.0 - (grid.shape[1] - 1) / 2.0
+    py = grid.tops + (grid.h - 1) / 2.0 - (grid.shape[0] - 1) / 2.0
+    gap = np.abs(_angle_diff(coarse.angles[None, :], np.asarray(angles, dtype=float)[:, None]))
+    nearest = gap <= gap.min(axis=1, keepdims=True) + 1e-6  # (angles, coarse rotations)
+    # Per angle and cell, the nearest coarse rotation where the cell correlates best (NaN
+    # lowest, the first of equals); -3 rules out the others.
+    corr = np.where(np.isnan(coarse.corr), -2.0, coarse.corr)
+    pick = np.argmax(np.where(nearest[:, :, None], corr[None, :, :], -3.0), axis=1)
+    cells = np.arange(grid.tops.shape[0])
+    dx, dy = coarse.dx[pick, cells], coarse.dy[pick, cells]  # (angles, cells)
+    delta = np.radians(_angle_diff(coarse.angles[pick], np.asarray(angles, dtype=float)[:, None]))
+    c, s = np.cos(delta), np.sin(delta)
+    x, y = px + dx, py + dy
+    centres = np.stack([c * x - s * y - px, s * x + c * y - py], axis=2)
+    return centres
 
 
 def _refine(
@@ -797,13 +819,11 @@ def _refine(
 
     Each cell keeps the translation it found at reduced resolution over the whole cmcR
     region (so cells of non-matching pairs scatter as they would in a full-resolution
-    search); only the last ``2 * coarse_factor`` pixels are searched at full resolution.
+    search), carried over to rotations the coarse sweep skipped
+    (:func:`_carried_centres`); only the last ``2 * coarse_factor`` pixels are searched at
+    full resolution.
     """
-    centres = np.full((len(angles), grid.tops.shape[0], 2), np.nan)
-    for i, theta in enumerate(angles):
-        j = int(np.argmin(np.abs(_angle_diff(coarse.angles, theta))))
-        centres[i, :, 0] = coarse.dx[j]
-        centres[i, :, 1] = coarse.dy[j]
+    centres = _carried_centres(grid, coarse, angles)
     margin = 2 * params.coarse_factor
     return _sweep(grid, target, angles, params, centres=centres, margin=margin, memo=memo)
 
