@@ -150,9 +150,13 @@ def main(argv: list[str] | None = None) -> int:
             m = rows[fast]["is_match"]
             diff = np.abs(rows[fast]["rotations"][m] - rows[slow]["rotations"][m])
             diff = np.minimum(diff, 360 - diff)
+            gap = rows[fast]["counts"] - rows[slow]["counts"]
             print(
                 f"{fast} vs {slow}: known-match rotations agree within 3 deg in "
-                f"{int((diff <= 3).sum())}/{int(m.sum())} pairs"
+                f"{int((diff <= 3).sum())}/{int(m.sum())} pairs; CMC counts equal in "
+                f"{int((gap == 0).sum())}/{len(gap)} pairs, mean |difference| "
+                f"{np.abs(gap).mean():.2f} (known matches {gap[m].mean():+.2f}, "
+                f"non-matches {gap[~m].mean():+.2f})"
             )
     for mode, row in rows.items():
         m = row["is_match"]

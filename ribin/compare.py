@@ -34,8 +34,8 @@ changes little over one 3 deg step), and in the backward direction every other r
 its window. At a rotation it skipped, a cell starts from the translation found at the
 nearest rotation it visited, turned about the reference centre so that the cell lands on
 the same target point (exact for a matching cell; ``coarse_angle_stride=1`` visits them
-all). A candidate whose forward count is not above the best pair count found so far gets no
-backward search: it could at most tie on count (the one with more forward support is kept).
+all). A candidate whose forward count is below the best pair count found so far gets no
+backward search, which cannot change the result.
 
 Score: ``cmc_count + t`` with ``t`` in [0, 1) the mean correlation of the registered cells
 (both directions) clipped to [0, 0.999]; the integer part is the CMC count, the fraction
@@ -290,12 +290,16 @@ def compare_surfaces(
         fwd_dec = _decide(fwd, params, shift_max)
         candidates = [(fwd, fwd_dec)]
     else:
-        coarse, rotations = _coarse_search(
-            _low(grid_a, params), _low_image(b, params), angles, params, shift_max
+        low_grid_a, low_grid_b = _low(grid_a, params), _low(grid_b, params)
+        # The grids pad their images at the end only: the unpadded images' block means are
+        # the grids' first ones.
+        low_a, low_b = (
+            np.ascontiguousarray(g.image[: g.shape[0], : g.shape[1]])
+            for g in (low_grid_a, low_grid_b)
         )
+        coarse, rotations = _coarse_search(low_grid_a, low_b, angles, params, shift_max)
         candidates = []
-        # Windows of nearby candidates overlap: a rotation is searched once per stage (its
-        # centres come from the same coarse rotation whichever window it is in).
+        # Windows of nearby candidates overlap: a rotation is searched once per stage.
         fine_memo = _Memo()
         for theta in rotations:
             fwd = _refine(grid_a, b, coarse, _window(theta, params), params, fine_memo)
@@ -303,17 +307,16 @@ def compare_surfaces(
 
     best = None
     if params.search != "exhaustive":
-        low_a, low_grid_b = _low_image(a, params), _low(grid_b, params)
         back_coarse_memo = _Memo()
         back_fine_memo = _Memo()
-    # The pair's count is min(forward, backward), so a candidate whose forward count is not
-    # above the best pair count so far can at most tie on count; its backward search is
-    # skipped and the candidate with more forward support is kept. Candidates are visited by
-    # forward count to skip the most; ties go to the earlier one.
+    # The pair's count is min(forward, backward), so a candidate whose forward count is below
+    # the best pair count so far cannot win and its backward search is skipped (one that can
+    # tie on count may still win on the tie-break). Candidates are visited by forward count
+    # to skip the most; ties go to the earlier one.
     order = sorted(range(len(candidates)), key=lambda i: -candidates[i][1].count)
     for i in order:
         fwd, fwd_dec = candidates[i]
-        if best is not None and fwd_dec.count <= best[0][0]:
+        if best is not None and fwd_dec.count < best[0][0]:
             continue
         back_angles = _window(-fwd_dec.rotation, params)
         if params.search == "exhaustive":

@@ -279,6 +279,18 @@ def test_carried_centres_keep_each_cell_on_its_target_point():
     )
 
 
+@pytest.mark.parametrize("size", [90, 97])
+def test_low_grid_holds_the_low_image(size):
+    """compare() takes the half-resolution target from its grid's: the same block means."""
+    import ribin.compare as cmp
+
+    a = ring_surface(np.random.default_rng(size), size=size)
+    low = cmp._low(cmp._Grid.of(a, SMALL, "a"), SMALL)
+    np.testing.assert_array_equal(
+        low.image[: low.shape[0], : low.shape[1]], cmp._low_image(a, SMALL)
+    )
+
+
 def test_coarse_rotations_drops_clearly_weaker_peaks():
     import ribin.compare as cmp
 
