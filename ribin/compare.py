@@ -605,19 +605,24 @@ def _sweep(
     # Rotations go through the kernels and FFTs in batches: a call per batch rather than per
     # rotation keeps both cores busy (results are the same region by region).
     per_batch = max(1, _BATCH_PIXELS // (n * fft_shape[0] * fft_shape[1]))
+    # Regions of every rotation to search, then taken batch by batch.
+    todo = np.asarray(todo)
+    off = np.zeros((len(todo), n, 2), dtype=np.int64)
+    skip = np.zeros((len(todo), n), dtype=bool)
+    if centres is not None:
+        skip = ~np.isfinite(centres[todo]).all(axis=2)
+        off = np.round(np.where(skip[..., None], 0.0, centres[todo]) / scale).astype(np.int64)
+    all_tops = grid.tops - mr + off[..., 1]
+    all_lefts = grid.lefts - mc + off[..., 0]
+    all_thetas = np.repeat(np.radians(angles[todo].astype(float)), n)
+    m = min(per_batch, len(todo))
+    cells = (np.tile(grid.tops, m), np.tile(grid.lefts, m), np.tile(min_overlap, m))
     for first in range(0, len(todo), per_batch):
-        batch = np.asarray(todo[first : first + per_batch])
+        part = slice(first, first + per_batch)
+        batch = todo[part]
         m = len(batch)
-        off_r = np.zeros((m, n), dtype=np.int64)
-        off_c = np.zeros((m, n), dtype=np.int64)
-        skip = np.zeros((m, n), dtype=bool)
-        if centres is not None:
-            skip = ~np.isfinite(centres[batch]).all(axis=2)
-            off_c[~skip] = np.round(centres[batch, :, 0][~skip] / scale).astype(np.int64)
-            off_r[~skip] = np.round(centres[batch, :, 1][~skip] / scale).astype(np.int64)
-        tops = (grid.tops - mr + off_r).ravel()
-        lefts = (grid.lefts - mc + off_c).ravel()
-        thetas = np.repeat(np.radians(angles[batch].astype(float)), n)
+        tops, lefts = all_tops[part].ravel(), all_lefts[part].ravel()
+        thetas = all_thetas[first * n : (first + m) * n]
         if fused:
             raw, centred = _rotated_regions(
                 target, thetas, *grid.shape, *centre_in, *centre_out,
@@ -633,14 +638,14 @@ def _sweep(
         spectra = spectra.reshape(m, n, *spectra.shape[1:])
         spectra *= template_spectra
         ccf = _lag_rows_ccf(spectra.reshape(m * n, *spectra.shape[2:]), fft_shape, rows - h + 1)
+        cell_tops, cell_lefts, least = (x[: m * n] for x in cells)
         lag_u, lag_v, c, _ = _best_lags(
-            ccf, centred, raw, grid.image, np.tile(grid.tops, m), np.tile(grid.lefts, m),
-            h, w, np.tile(min_overlap, m),
-        )  # fmt: skip
+            ccf, centred, raw, grid.image, cell_tops, cell_lefts, h, w, least
+        )
         lag_u, lag_v, c = lag_u.reshape(m, n), lag_v.reshape(m, n), c.reshape(m, n)
-        ok = (lag_u >= 0) & ~skip
-        dy[batch] = np.where(ok, (lag_u - mr + off_r) * scale, np.nan)
-        dx[batch] = np.where(ok, (lag_v - mc + off_c) * scale, np.nan)
+        ok = (lag_u >= 0) & ~skip[part]
+        dy[batch] = np.where(ok, (lag_u - mr + off[part, :, 1]) * scale, np.nan)
+        dx[batch] = np.where(ok, (lag_v - mc + off[part, :, 0]) * scale, np.nan)
         corr[batch] = np.where(ok, c, np.nan)
         for a in batch:
             memo.rows[round(float(angles[a]), 6)] = (dx[a], dy[a], corr[a])
@@ -740,18 +745,20 @@ def _coarse_rotations(coarse: _Sweep, params: CMCParams, shift_max: float) -> li
     counts, _, congruent = _vote_per_rotation(
         coarse.dx, coarse.dy, coarse.corr, params.corr_min, shift_max
     )
-    strength = np.where(congruent, np.nan_to_num(coarse.corr), 0.0).sum(axis=1)
-    with np.errstate(invalid="ignore"):
-        mean = np.nan_to_num(np.nanmean(np.where(np.isnan(coarse.corr), np.nan, coarse.corr), 1))
+    corr = np.nan_to_num(coarse.corr)
+    strength = np.where(congruent, corr, 0.0).sum(axis=1)
+    valid = (~np.isnan(coarse.corr)).sum(axis=1)
+    mean = corr.sum(axis=1) / np.maximum(valid, 1)  # nanmean, 0 where all NaN
     # Rotations by vote, then summed correlation of their congruent cells, then mean corr.
-    order = np.lexsort((-mean, -strength, -counts))
+    order = np.lexsort((-mean, -strength, -counts)).tolist()
     least = params.coarse_keep_fraction * counts[order[0]]
+    angles, counts = coarse.angles.tolist(), counts.tolist()
     chosen: list[float] = []
     for i in order:
         if counts[i] < least:
             break
-        theta = float(coarse.angles[i])
-        if all(abs(_angle_diff(theta, c)) > params.theta_max_deg for c in chosen):
+        theta = angles[i]
+        if all(abs((theta - c + 180.0) % 360.0 - 180.0) > params.theta_max_deg for c in chosen):
             chosen.append(theta)
         if len(chosen) == params.coarse_candidates:
             break
