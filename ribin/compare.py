@@ -301,6 +301,9 @@ def compare_surfaces(
         candidates = []
         # Windows of nearby candidates overlap: a rotation is searched once per stage.
         fine_memo = _Memo()
+        # All windows' rotations in one sweep first (larger batches), each window from it.
+        windows = np.concatenate([_window(theta, params) for theta in rotations])
+        _refine(grid_a, b, coarse, np.unique(windows.round(6)), params, fine_memo)
         for theta in rotations:
             fwd = _refine(grid_a, b, coarse, _window(theta, params), params, fine_memo)
             candidates.append((fwd, _decide(fwd, params, shift_max)))
