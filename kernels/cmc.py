@@ -113,3 +113,127 @@ def _vote_per_rotation(dx, dy, corr, corr_min, shift_max):
         consensus[a, 1] = cy
         congruent[a] = flags
     return counts, consensus, congruent
+
+
+@njit(**JIT)
+def _carry_translations(px, py, coarse_angles, dx, dy, corr, angles):
+    """Coarse translations carried over to other rotations of the sweep.
+
+    For each of ``angles``, each cell takes the translation found at the nearest coarse
+    rotation (of equally near ones, where the cell correlates best; NaN lowest, the first
+    of equals), turned by the angle between the two rotations about the reference centre,
+    so that the cell's centre stays on the same target point.
+
+    Parameters
+    ----------
+    px, py : ndarray of float64, shape (n,)
+        Cell centres relative to the reference centre (x: column, y: row).
+    coarse_angles : ndarray of float64, shape (C,)
+        Rotations of the coarse sweep (degrees).
+    dx, dy, corr : ndarray of float64, shape (C, n)
+        The coarse sweep's translations (full-resolution pixels) and correlations.
+    angles : ndarray of float64, shape (A,)
+        Rotations to carry them to (degrees).
+
+    Returns
+    -------
+    ndarray of float64, shape (A, n, 2)
+        ``(dx, dy)`` per rotation and cell; NaN where the cell found nothing there.
+    """
+    n_angles = angles.shape[0]
+    n_coarse, n = dx.shape
+    out = np.empty((n_angles, n, 2), dtype=np.float64)
+    gap = np.empty(n_coarse, dtype=np.float64)
+    for i in range(n_angles):
+        least = np.inf
+        for j in range(n_coarse):
+            gap[j] = abs((coarse_angles[j] - angles[i] + 180.0) % 360.0 - 180.0)
+            least = min(least, gap[j])
+        for k in range(n):
+            pick = -1
+            best = -np.inf
+            for j in range(n_coarse):
+                if gap[j] <= least + 1e-6:
+                    c = -2.0 if np.isnan(corr[j, k]) else corr[j, k]
+                    if c > best:
+                        best = c
+                        pick = j
+            delta = np.radians((coarse_angles[pick] - angles[i] + 180.0) % 360.0 - 180.0)
+            cos = np.cos(delta)
+            sin = np.sin(delta)
+            x = px[k] + dx[pick, k]
+            y = py[k] + dy[pick, k]
+            out[i, k, 0] = cos * x - sin * y - px[k]
+            out[i, k, 1] = sin * x + cos * y - py[k]
+    return out
+
+
+@njit(**JIT)
+def _high_cmc(dx, dy, corr, angles, corr_min, shift_max, theta_max):
+    """High-CMC decision of one direction (Tong 2015), from a sweep's per-cell results.
+
+    The registration is the rotation with the most congruent cells (:func:`_congruent_vote`;
+    ties: larger summed correlation of those cells, then the first) and its consensus
+    translation; with no congruent cell anywhere, the modal translation of every cell at
+    that rotation (0 where there is none). A cell is congruent when, at a rotation within
+    ``theta_max`` degrees of it, its correlation reaches ``corr_min`` and its translation
+    lies within ``shift_max`` of the consensus; it is reported at the rotation where it
+    correlates best among those (the registration's rotation when it is not congruent).
+
+    Parameters
+    ----------
+    dx, dy, corr : ndarray of float64, shape (n_angles, n_cells)
+    angles : ndarray of float64, shape (n_angles,)
+        Degrees.
+    corr_min, shift_max, theta_max : float
+
+    Returns
+    -------
+    best : int
+        Index of the registration's rotation.
+    consensus : ndarray of float64, shape (2,)
+        ``(dx, dy)`` of the registration.
+    counts : ndarray of int64, shape (n_angles,)
+        Congruent cells per rotation.
+    cell_angle : ndarray of int64, shape (n_cells,)
+    congruent : ndarray of bool, shape (n_cells,)
+    """
+    n_angles, n = dx.shape
+    counts, consensus, flags = _vote_per_rotation(dx, dy, corr, corr_min, shift_max)
+    best = 0
+    best_strength = -np.inf
+    for a in range(n_angles):
+        strength = 0.0
+        for k in range(n):
+            if flags[a, k] and not np.isnan(corr[a, k]):
+                strength += corr[a, k]
+        if counts[a] > counts[best] or (counts[a] == counts[best] and strength > best_strength):
+            best = a
+            best_strength = strength
+    cx = consensus[best, 0]
+    cy = consensus[best, 1]
+    if not np.isfinite(cx):
+        # No cell passes anywhere: the modal translation at the best rotation.
+        _, mode, _ = _vote_per_rotation(
+            dx[best : best + 1], dy[best : best + 1], corr[best : best + 1], -1.0, shift_max
+        )
+        cx = mode[0, 0] if np.isfinite(mode[0, 0]) else 0.0
+        cy = mode[0, 1] if np.isfinite(mode[0, 1]) else 0.0
+    cell_angle = np.full(n, best, dtype=np.int64)
+    congruent = np.zeros(n, dtype=np.bool_)
+    for k in range(n):
+        top = -np.inf
+        for a in range(n_angles):
+            near = abs((angles[a] - angles[best] + 180.0) % 360.0 - 180.0) <= theta_max + 1e-9
+            c = corr[a, k]
+            if (
+                near
+                and c >= corr_min
+                and abs(dx[a, k] - cx) <= shift_max
+                and abs(dy[a, k] - cy) <= shift_max
+                and c > top
+            ):
+                top = c
+                cell_angle[k] = a
+                congruent[k] = True
+    return best, np.array([cx, cy]), counts, cell_angle, congruent

@@ -58,7 +58,7 @@ import scipy.fft
 from ribin._callable import make_module_callable
 from ribin.errors import InputError
 from ribin.exhibit import Signature
-from ribin.kernels.cmc import _vote_per_rotation
+from ribin.kernels.cmc import _carry_translations, _high_cmc, _vote_per_rotation
 from ribin.kernels.ncc import (
     _best_lags,
     _centred_templates,
@@ -670,41 +670,16 @@ def _decide(sweep: _Sweep, params: CMCParams, shift_max: float) -> _Decision:
     neighbouring rotations, held to one translation so that non-matching cells, which agree
     on nothing, are not collected from several rotations.
     """
-    counts, consensus, congruent = _vote_per_rotation(
-        sweep.dx, sweep.dy, sweep.corr, params.corr_min, shift_max
-    )
-    strength = np.where(congruent, np.nan_to_num(sweep.corr), 0.0).sum(axis=1)
-    best = int(np.lexsort((-strength, -counts))[0])
-    rotation = float(sweep.angles[best])
-    dx, dy = consensus[best]
-    if not np.isfinite(dx):
-        # No cell passes anywhere: report the modal translation at the best rotation.
-        _, mode, _ = _vote_per_rotation(
-            sweep.dx[best : best + 1],
-            sweep.dy[best : best + 1],
-            sweep.corr[best : best + 1],
-            -1.0,
-            shift_max,
-        )
-        dx, dy = (float(v) if np.isfinite(v) else 0.0 for v in mode[0])
-    near = np.abs(_angle_diff(sweep.angles, rotation)) <= params.theta_max_deg + 1e-9
-    with np.errstate(invalid="ignore"):
-        agree = (
-            near[:, None]
-            & (sweep.corr >= params.corr_min)
-            & (np.abs(sweep.dx - dx) <= shift_max)
-            & (np.abs(sweep.dy - dy) <= shift_max)
-        )
-    # Each congruent cell's rotation: where it correlates best among those that agree.
-    cell_congruent = agree.any(axis=0)
-    strongest = np.argmax(np.where(agree, sweep.corr, -np.inf), axis=0)
-    cell_angle = np.where(cell_congruent, strongest, best).astype(np.int64)
+    best, (dx, dy), counts, cell_angle, cell_congruent = _high_cmc(
+        sweep.dx, sweep.dy, sweep.corr, sweep.angles, params.corr_min, shift_max,
+        params.theta_max_deg,
+    )  # fmt: skip
     return _Decision(
-        rotation=rotation,
+        rotation=float(sweep.angles[best]),
         dx=float(dx),
         dy=float(dy),
         count=int(cell_congruent.sum()),
-        angle_index=best,
+        angle_index=int(best),
         cell_angle=cell_angle,
         congruent=cell_congruent,
         counts=counts,
@@ -805,19 +780,9 @@ def _carried_centres(grid: _Grid, coarse: _Sweep, angles: np.ndarray) -> np.ndar
     """
     px = grid.lefts + (grid.w - 1) / 2.0 - (grid.shape[1] - 1) / 2.0
     py = grid.tops + (grid.h - 1) / 2.0 - (grid.shape[0] - 1) / 2.0
-    gap = np.abs(_angle_diff(coarse.angles[None, :], np.asarray(angles, dtype=float)[:, None]))
-    nearest = gap <= gap.min(axis=1, keepdims=True) + 1e-6  # (angles, coarse rotations)
-    # Per angle and cell, the nearest coarse rotation where the cell correlates best (NaN
-    # lowest, the first of equals); -3 rules out the others.
-    corr = np.where(np.isnan(coarse.corr), -2.0, coarse.corr)
-    pick = np.argmax(np.where(nearest[:, :, None], corr[None, :, :], -3.0), axis=1)
-    cells = np.arange(grid.tops.shape[0])
-    dx, dy = coarse.dx[pick, cells], coarse.dy[pick, cells]  # (angles, cells)
-    delta = np.radians(_angle_diff(coarse.angles[pick], np.asarray(angles, dtype=float)[:, None]))
-    c, s = np.cos(delta), np.sin(delta)
-    x, y = px + dx, py + dy
-    centres = np.stack([c * x - s * y - px, s * x + c * y - py], axis=2)
-    return centres
+    return _carry_translations(
+        px, py, coarse.angles, coarse.dx, coarse.dy, coarse.corr, np.asarray(angles, dtype=float)
+    )
 
 
 def _refine(

@@ -183,3 +183,39 @@ def congruent_vote(dx, dy, corr, corr_min, shift_max):
     cx, cy = float(np.median(dx[group])), float(np.median(dy[group]))
     congruent = candidate & (np.abs(dx - cx) <= shift_max) & (np.abs(dy - cy) <= shift_max)
     return int(congruent.sum()), cx, cy, congruent
+
+
+def high_cmc(dx, dy, corr, angles, corr_min, shift_max, theta_max):
+    """The high-CMC decision of one direction, from per-rotation votes."""
+    votes = [congruent_vote(dx[a], dy[a], corr[a], corr_min, shift_max) for a in range(len(dx))]
+    counts = np.array([v[0] for v in votes])
+    strength = np.array([np.nansum(np.where(v[3], corr[a], 0.0)) for a, v in enumerate(votes)])
+    best = int(np.lexsort((-strength, -counts))[0])
+    cx, cy = votes[best][1:3]
+    if not np.isfinite(cx):
+        _, mx, my, _ = congruent_vote(dx[best], dy[best], corr[best], -1.0, shift_max)
+        cx, cy = (v if np.isfinite(v) else 0.0 for v in (mx, my))
+    near = np.abs((angles - angles[best] + 180.0) % 360.0 - 180.0) <= theta_max + 1e-9
+    with np.errstate(invalid="ignore"):
+        agree = (
+            near[:, None]
+            & (corr >= corr_min)
+            & (np.abs(dx - cx) <= shift_max)
+            & (np.abs(dy - cy) <= shift_max)
+        )
+    congruent = agree.any(axis=0)
+    cell_angle = np.where(congruent, np.argmax(np.where(agree, corr, -np.inf), axis=0), best)
+    return best, np.array([cx, cy]), counts, cell_angle, congruent
+
+
+def carry_translations(px, py, coarse_angles, dx, dy, corr, angles):
+    """Coarse translations carried to ``angles``, turned to keep each cell's target point."""
+    gap = np.abs((coarse_angles[None, :] - angles[:, None] + 180.0) % 360.0 - 180.0)
+    nearest = gap <= gap.min(axis=1, keepdims=True) + 1e-6
+    key = np.where(nearest[:, :, None], np.where(np.isnan(corr), -2.0, corr)[None], -3.0)
+    pick = np.argmax(key, axis=1)
+    cells = np.arange(dx.shape[1])
+    delta = np.radians((coarse_angles[pick] - angles[:, None] + 180.0) % 360.0 - 180.0)
+    x, y = px + dx[pick, cells], py + dy[pick, cells]
+    c, s = np.cos(delta), np.sin(delta)
+    return np.stack([c * x - s * y - px, s * x + c * y - py], axis=2)

@@ -9,7 +9,12 @@ import pytest
 import reference as ref
 import scipy.fft
 from numpy.testing import assert_allclose, assert_array_equal
-from ribin.kernels.cmc import _congruent_vote, _vote_per_rotation
+from ribin.kernels.cmc import (
+    _carry_translations,
+    _congruent_vote,
+    _high_cmc,
+    _vote_per_rotation,
+)
 from ribin.kernels.ncc import (
     _best_lags,
     _centred_templates,
@@ -314,3 +319,61 @@ def test_vote_no_candidate_and_per_rotation():
     assert_array_equal(congruent[1], [True, True, False, True])
     count, cx, _, flags = _congruent_vote(dx[0], dy[0], corr[0], 0.5, 5.0)
     assert count == 0 and np.isnan(cx) and not flags.any()
+
+
+def _sweep_rows(rng, n_angles, n_cells, group_at):
+    """Random per-rotation cell results with a congruent group at one rotation."""
+    dx = np.round(rng.normal(0, 30, (n_angles, n_cells)))
+    dy = np.round(rng.normal(0, 30, (n_angles, n_cells)))
+    corr = rng.uniform(0.1, 0.8, (n_angles, n_cells))
+    corr[rng.random(corr.shape) < 0.1] = np.nan
+    dx[group_at, :6] = 4 + rng.integers(-2, 3, 6)
+    dy[group_at, :6] = -7 + rng.integers(-2, 3, 6)
+    corr[group_at, :6] = rng.uniform(0.55, 0.9, 6)
+    return dx, dy, corr
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_high_cmc_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    angles = np.arange(-180.0, 180.0, 3.0)[rng.integers(0, 100) :][:13]
+    dx, dy, corr = _sweep_rows(rng, len(angles), 17, group_at=seed % len(angles))
+    if seed == 5:
+        corr[:] = 0.2  # no cell passes anywhere: the modal translation
+    got = _high_cmc(dx, dy, corr, angles, 0.5, 10.0, 6.0)
+    want = ref.high_cmc(dx, dy, corr, angles, 0.5, 10.0, 6.0)
+    assert got[0] == want[0]
+    assert_allclose(got[1], want[1])
+    for g, w in zip(got[2:], want[2:], strict=True):
+        assert_array_equal(g, w)
+    if seed < 5:
+        assert got[0] == seed % len(angles) and got[4][:6].all()
+
+
+def test_high_cmc_ties_go_to_the_stronger_then_the_first_rotation():
+    dx = np.zeros((3, 4))
+    dy = np.zeros((3, 4))
+    corr = np.array([[0.6, 0.6, 0.1, 0.1], [0.7, 0.7, 0.1, 0.1], [0.7, 0.7, 0.1, 0.1]])
+    angles = np.array([-3.0, 0.0, 3.0])
+    best, _, counts, cell_angle, congruent = _high_cmc(dx, dy, corr, angles, 0.5, 5.0, 6.0)
+    assert_array_equal(counts, [2, 2, 2])
+    assert best == 1  # equal counts: larger summed correlation, then the first
+    assert_array_equal(congruent, [True, True, False, False])
+    assert_array_equal(cell_angle, [1, 1, 1, 1])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_carry_translations_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    coarse = np.arange(-180.0, 180.0, 6.0) if seed % 2 else np.arange(-30.0, 31.0, 6.0)
+    angles = np.arange(-186.0, 186.0, 3.0) if seed % 2 else np.arange(-36.0, 37.0, 3.0)
+    dx, dy, corr = _sweep_rows(rng, len(coarse), 11, group_at=2)
+    corr[:, 3] = np.nan  # a cell that never correlates
+    dx[4, 5] = np.nan
+    px, py = rng.uniform(-80, 80, 11), rng.uniform(-80, 80, 11)
+    got = _carry_translations(px, py, coarse, dx, dy, corr, angles)
+    want = ref.carry_translations(px, py, coarse, dx, dy, corr, angles)
+    assert_allclose(got, want, rtol=0, atol=1e-9, equal_nan=True)
+    # At a visited rotation the translation is kept as found.
+    visited = np.flatnonzero(np.isin(angles, coarse))
+    assert_allclose(got[visited, :, 0], dx[np.searchsorted(coarse, angles[visited])], atol=1e-9)
