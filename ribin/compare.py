@@ -539,16 +539,15 @@ def _lag_rows_ccf(spectra: np.ndarray, fft_shape: tuple[int, int], n_rows: int) 
     """``scipy.fft.irfft2(spectra, s=fft_shape)[:, :n_rows]`` with less work.
 
     Only the first ``n_rows`` rows (the lags searched) are wanted: the inverse runs along
-    the columns first and then along the rows kept only, and the result is scaled once.
+    the columns first and then along the rows kept only.
     """
     workers = _workers()
-    tmp = ducc0.fft.c2c(spectra, axes=(-2,), forward=False, nthreads=workers)
-    out = ducc0.fft.c2r(
-        tmp[:, :n_rows], axes=(-1,), lastsize=fft_shape[1], forward=False, nthreads=workers,
-        allow_overwriting_input=True,
+    # inorm=2: each transform divides by its length, as irfft2 scales by their product.
+    tmp = ducc0.fft.c2c(spectra, axes=(-2,), forward=False, inorm=2, nthreads=workers)
+    return ducc0.fft.c2r(
+        tmp[:, :n_rows], axes=(-1,), lastsize=fft_shape[1], forward=False, inorm=2,
+        nthreads=workers, allow_overwriting_input=True,
     )  # fmt: skip
-    out *= out.dtype.type(1.0 / (fft_shape[0] * fft_shape[1]))
-    return out
 
 
 def _sweep(
