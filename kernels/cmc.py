@@ -1,4 +1,5 @@
-"""Congruent-matching-cells vote: which cells agree on one registration."""
+"""Congruent-matching-cells vote (which cells agree on one registration) and the carrying of
+coarse translations between the rotations of a sweep."""
 
 from __future__ import annotations
 
