@@ -116,6 +116,12 @@ def _vote_per_rotation(dx, dy, corr, corr_min, shift_max):
     return counts, consensus, congruent
 
 
+@njit(inline="always", **JIT)
+def _angle_diff(a, b):
+    """Signed difference of two angles in degrees, wrapped to [-180, 180)."""
+    return (a - b + 180.0) % 360.0 - 180.0
+
+
 @njit(**JIT)
 def _carry_translations(px, py, coarse_angles, dx, dy, corr, angles):
     """Coarse translations carried over to other rotations of the sweep.
@@ -148,7 +154,7 @@ def _carry_translations(px, py, coarse_angles, dx, dy, corr, angles):
     for i in range(n_angles):
         least = np.inf
         for j in range(n_coarse):
-            gap[j] = abs((coarse_angles[j] - angles[i] + 180.0) % 360.0 - 180.0)
+            gap[j] = abs(_angle_diff(coarse_angles[j], angles[i]))
             least = min(least, gap[j])
         for k in range(n):
             pick = -1
@@ -159,7 +165,7 @@ def _carry_translations(px, py, coarse_angles, dx, dy, corr, angles):
                     if c > best:
                         best = c
                         pick = j
-            delta = np.radians((coarse_angles[pick] - angles[i] + 180.0) % 360.0 - 180.0)
+            delta = np.radians(_angle_diff(coarse_angles[pick], angles[i]))
             cos = np.cos(delta)
             sin = np.sin(delta)
             x = px[k] + dx[pick, k]
@@ -220,15 +226,17 @@ def _high_cmc(dx, dy, corr, angles, corr_min, shift_max, theta_max):
         )
         cx = mode[0, 0] if np.isfinite(mode[0, 0]) else 0.0
         cy = mode[0, 1] if np.isfinite(mode[0, 1]) else 0.0
+    near = np.empty(n_angles, dtype=np.bool_)
+    for a in range(n_angles):
+        near[a] = abs(_angle_diff(angles[a], angles[best])) <= theta_max + 1e-9
     cell_angle = np.full(n, best, dtype=np.int64)
     congruent = np.zeros(n, dtype=np.bool_)
     for k in range(n):
         top = -np.inf
         for a in range(n_angles):
-            near = abs((angles[a] - angles[best] + 180.0) % 360.0 - 180.0) <= theta_max + 1e-9
             c = corr[a, k]
             if (
-                near
+                near[a]
                 and c >= corr_min
                 and abs(dx[a, k] - cx) <= shift_max
                 and abs(dy[a, k] - cy) <= shift_max

@@ -707,11 +707,6 @@ def _low(grid: _Grid, params: CMCParams) -> _Grid:
     return grid.downsampled(params.coarse_factor)
 
 
-def _low_image(image: np.ndarray, params: CMCParams) -> np.ndarray:
-    f = params.coarse_factor
-    return _downsample_mean(np.ascontiguousarray(image), f, max(1, f * f // 2))
-
-
 def _coarse_rotations(coarse: _Sweep, params: CMCParams, shift_max: float) -> list[float]:
     """Best rotations of the reduced-resolution sweep, at least ``theta_max`` apart.
 
@@ -727,15 +722,14 @@ def _coarse_rotations(coarse: _Sweep, params: CMCParams, shift_max: float) -> li
     valid = (~np.isnan(coarse.corr)).sum(axis=1)
     mean = corr.sum(axis=1) / np.maximum(valid, 1)  # nanmean, 0 where all NaN
     # Rotations by vote, then summed correlation of their congruent cells, then mean corr.
-    order = np.lexsort((-mean, -strength, -counts)).tolist()
+    order = np.lexsort((-mean, -strength, -counts))
     least = params.coarse_keep_fraction * counts[order[0]]
-    angles, counts = coarse.angles.tolist(), counts.tolist()
     chosen: list[float] = []
     for i in order:
         if counts[i] < least:
             break
-        theta = angles[i]
-        if all(abs((theta - c + 180.0) % 360.0 - 180.0) > params.theta_max_deg for c in chosen):
+        theta = float(coarse.angles[i])
+        if all(abs(_angle_diff(theta, c)) > params.theta_max_deg for c in chosen):
             chosen.append(theta)
         if len(chosen) == params.coarse_candidates:
             break

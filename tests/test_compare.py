@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import scipy.ndimage
-from ribin.kernels.resample import _rotate_masked
+from ribin.kernels.resample import _downsample_mean, _rotate_masked
 
 from ribin.compare import CMCParams, Comparison, compare
 from ribin.errors import InputError
@@ -32,6 +32,12 @@ def rotated(surface, degrees, shift=(0, 0)):
     c = (surface.shape[0] - 1) / 2
     out = _rotate_masked(surface, math.radians(degrees), *surface.shape, c, c, c, c)
     return np.roll(out, shift, axis=(0, 1))
+
+
+def low_image(image, params):
+    """The image's block means at the coarse search's resolution."""
+    f = params.coarse_factor
+    return _downsample_mean(np.ascontiguousarray(image), f, max(1, f * f // 2))
 
 
 def signature(surface, pixel_um=PIXEL_UM, kind="breech_face"):
@@ -137,7 +143,7 @@ def test_batched_rotations_equal_one_at_a_time(monkeypatch, fine):
     params = CMCParams(grid=(4, 4), angle_range_deg=(-12.0, 12.0))
     grid = cmp._Grid.of(a, params, "a")
     angles = params.angles()
-    low_grid, low_b = cmp._low(grid, params), cmp._low_image(b, params)
+    low_grid, low_b = cmp._low(grid, params), low_image(b, params)
 
     def run():
         coarse = cmp._sweep(low_grid, low_b, angles, params, scale=2)
@@ -184,7 +190,7 @@ def test_memoised_sweeps_equal_fresh_ones():
     params = CMCParams(grid=(4, 4), angle_range_deg=(-15.0, 15.0))
     grid = cmp._Grid.of(a, params, "a")
     angles = params.angles()
-    coarse = cmp._sweep(cmp._low(grid, params), cmp._low_image(b, params), angles, params, scale=2)
+    coarse = cmp._sweep(cmp._low(grid, params), low_image(b, params), angles, params, scale=2)
     memo = cmp._Memo()
     cmp._refine(grid, b, coarse, angles[2:], params, memo)
     again = cmp._refine(grid, b, coarse, angles[:5], params, memo)  # 3 of 5 from the memo
@@ -239,7 +245,7 @@ def test_coarse_search_visits_every_other_rotation(range_deg):
     grid = cmp._low(cmp._Grid.of(a, params, "a"), params)
     angles = params.angles()
     shift_max = params.shift_max_um / PIXEL_UM
-    coarse, rotations = cmp._coarse_search(grid, cmp._low_image(b, params), angles, params, 10.0)
+    coarse, rotations = cmp._coarse_search(grid, low_image(b, params), angles, params, 10.0)
     assert coarse.angles.tolist() == angles[::2].tolist()
     assert rotations == cmp._coarse_rotations(coarse, params, shift_max)
     # b is a turned 33 deg counterclockwise: -33 is found between the visited -36 and -30.
@@ -255,7 +261,7 @@ def test_carried_centres_keep_each_cell_on_its_target_point():
     b = rotated(a, 21.0, shift=(3, 2)) + rng.normal(scale=0.3, size=a.shape).astype(np.float32)
     params = CMCParams(grid=(4, 4), angle_range_deg=(-30.0, -12.0))
     grid = cmp._Grid.of(a, params, "a")
-    low_grid, low_b = cmp._low(grid, params), cmp._low_image(b, params)
+    low_grid, low_b = cmp._low(grid, params), low_image(b, params)
     every = cmp._sweep(low_grid, low_b, params.angles(), params, scale=2)  # -30, -27, ..., -12
     visited = cmp._Sweep(every.angles[::2], every.dx[::2], every.dy[::2], every.corr[::2])
     carried = cmp._carried_centres(grid, visited, every.angles)
@@ -286,9 +292,7 @@ def test_low_grid_holds_the_low_image(size):
 
     a = ring_surface(np.random.default_rng(size), size=size)
     low = cmp._low(cmp._Grid.of(a, SMALL, "a"), SMALL)
-    np.testing.assert_array_equal(
-        low.image[: low.shape[0], : low.shape[1]], cmp._low_image(a, SMALL)
-    )
+    np.testing.assert_array_equal(low.image[: low.shape[0], : low.shape[1]], low_image(a, SMALL))
 
 
 def test_coarse_rotations_drops_clearly_weaker_peaks():
