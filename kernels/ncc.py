@@ -22,16 +22,29 @@ from .resample import _rotated_at
 
 
 @njit(**JIT)
-def _centre_window(raw, centred, k, total, count):
-    """Write window ``k`` of ``raw`` less its mean (``total / count``) into ``centred``."""
+def _centre_region(raw, centred, k):
+    """Write region ``k`` of ``raw`` less its mean over valid pixels into ``centred``.
+
+    The sum runs row by row (a partial sum per row, then the rows), branch-free: several
+    times faster than one running sum, whose every addition waits on the last.
+    """
+    total = 0.0
+    count = 0
+    for i in range(raw.shape[1]):
+        row = 0.0
+        for j in range(raw.shape[2]):
+            value = raw[k, i, j]
+            ok = not np.isnan(value)
+            row += float(value) if ok else 0.0
+            count += ok
+        total += row
     if count == 0:
         return
     mean = total / count
     for i in range(raw.shape[1]):
         for j in range(raw.shape[2]):
             value = float(raw[k, i, j])
-            if not np.isnan(value):
-                centred[k, i, j] = value - mean
+            centred[k, i, j] = 0.0 if np.isnan(value) else value - mean
 
 
 @njit(**JIT)
@@ -186,8 +199,6 @@ def _extract_regions(images, which, tops, lefts, rows, cols, fft_rows, fft_cols)
     centred = np.zeros((n, fft_rows, fft_cols), dtype=np.float32)
     for k in prange(n):
         image = images[which[k]]
-        total = 0.0
-        count = 0
         for i in range(rows):
             a = tops[k] + i
             for j in range(cols):
@@ -196,10 +207,7 @@ def _extract_regions(images, which, tops, lefts, rows, cols, fft_rows, fft_cols)
                 if a >= 0 and b >= 0 and a < m_rows and b < m_cols:
                     value = image[a, b]
                 raw[k, i, j] = value
-                if not np.isnan(value):
-                    total += float(value)
-                    count += 1
-        _centre_window(raw, centred, k, total, count)
+        _centre_region(raw, centred, k)
     return raw, centred
 
 
@@ -250,7 +258,7 @@ def _rotated_regions(
     for k in prange(n):
         c = math.cos(thetas[k])
         s = math.sin(thetas[k])
-        # Interpolation and the mean in separate passes: twice as fast as one fused loop.
+        # Interpolation and the mean in separate passes: faster than one fused loop.
         for i in range(rows):
             a = tops[k] + i
             for j in range(cols):
@@ -259,15 +267,7 @@ def _rotated_regions(
                     raw[k, i, j] = _rotated_at(target, c, s, a, b, cy_in, cx_in, cy_out, cx_out)
                 else:
                     raw[k, i, j] = np.nan
-        total = 0.0
-        count = 0
-        for i in range(rows):
-            for j in range(cols):
-                value = raw[k, i, j]
-                if not np.isnan(value):
-                    total += float(value)
-                    count += 1
-        _centre_window(raw, centred, k, total, count)
+        _centre_region(raw, centred, k)
     return raw, centred
 
 

@@ -10,7 +10,7 @@ from numba import njit, prange
 from .config import JIT
 
 
-@njit(parallel=True, **JIT)
+@njit(**JIT)
 def _rotate_masked(image, theta, out_rows, out_cols, cy_in, cx_in, cy_out, cx_out):
     """Rotate a NaN-masked image by bilinear interpolation onto a new grid.
 
@@ -36,12 +36,35 @@ def _rotate_masked(image, theta, out_rows, out_cols, cy_in, cx_in, cy_out, cx_ou
         NaN where the source point falls outside the input or any input pixel with a
         non-zero interpolation weight is NaN.
     """
-    out = np.empty((out_rows, out_cols), dtype=np.float32)
-    c = math.cos(theta)
-    s = math.sin(theta)
-    for i in prange(out_rows):
+    thetas = np.array([theta])
+    return _rotate_stack(image, thetas, out_rows, out_cols, cy_in, cx_in, cy_out, cx_out)[0]
+
+
+@njit(parallel=True, **JIT)
+def _rotate_stack(image, thetas, out_rows, out_cols, cy_in, cx_in, cy_out, cx_out):
+    """:func:`_rotate_masked` at each of several angles, in one call.
+
+    Parameters
+    ----------
+    image : ndarray of float32, shape (M, N)
+    thetas : ndarray of float64, shape (m,)
+        Angles in radians.
+    out_rows, out_cols, cy_in, cx_in, cy_out, cx_out
+        As in :func:`_rotate_masked`.
+
+    Returns
+    -------
+    ndarray of float32, shape (m, out_rows, out_cols)
+        ``[t]`` is bitwise ``_rotate_masked(image, thetas[t], ...)``.
+    """
+    out = np.empty((thetas.shape[0], out_rows, out_cols), dtype=np.float32)
+    for r in prange(thetas.shape[0] * out_rows):
+        t = r // out_rows
+        i = r % out_rows
+        c = math.cos(thetas[t])
+        s = math.sin(thetas[t])
         for j in range(out_cols):
-            out[i, j] = _rotated_at(image, c, s, i, j, cy_in, cx_in, cy_out, cx_out)
+            out[t, i, j] = _rotated_at(image, c, s, i, j, cy_in, cx_in, cy_out, cx_out)
     return out
 
 

@@ -48,6 +48,7 @@ import math
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Literal
 
 import ducc0
@@ -66,7 +67,7 @@ from ribin.kernels.ncc import (
     _overall_corr,
     _rotated_regions,
 )
-from ribin.kernels.resample import _downsample_mean, _rotate_masked
+from ribin.kernels.resample import _downsample_mean, _rotate_masked, _rotate_stack
 
 Search = Literal["coarse_to_fine", "exhaustive"]
 
@@ -178,14 +179,39 @@ class CellResult:
 
 @dataclass(frozen=True)
 class DirectionResult:
-    """CMC result of one direction (reference cells searched in the target)."""
+    """CMC result of one direction (reference cells searched in the target).
+
+    ``cells`` is built on first use from the arrays the search left (most comparisons of
+    a search are never reported cell by cell).
+    """
 
     cmc_count: int
     n_cells: int
     registration: Registration
-    cells: tuple[CellResult, ...]
     angles_deg: np.ndarray = field(repr=False)
     counts_per_angle: np.ndarray = field(repr=False)
+    _cell_table: tuple = field(repr=False, compare=False)
+
+    @cached_property
+    def cells(self) -> tuple[CellResult, ...]:
+        """Each usable reference cell's best match, in grid order."""
+        index, gc, tops, lefts, valid, rotation, dx, dy, corr, congruent = self._cell_table
+        return tuple(
+            CellResult(
+                index=int(index[k]),
+                grid_row=int(index[k]) // gc,
+                grid_col=int(index[k]) % gc,
+                top=int(tops[k]),
+                left=int(lefts[k]),
+                valid_fraction=float(valid[k]),
+                rotation_deg=float(rotation[k]),
+                dx_px=float(dx[k]),
+                dy_px=float(dy[k]),
+                corr=float(corr[k]),
+                congruent=bool(congruent[k]),
+            )
+            for k in range(len(index))
+        )
 
 
 @dataclass(frozen=True)
@@ -530,18 +556,20 @@ def _rotate_onto(target: np.ndarray, shape: tuple[int, int], theta_deg: float) -
     )
 
 
-def _rfft2(x: np.ndarray) -> np.ndarray:
+def _rfft2(x: np.ndarray, workers: int | None = None) -> np.ndarray:
     """Real 2-D FFT over the last two axes (``scipy.fft.rfft2``), by ducc0."""
-    return ducc0.fft.r2c(x, axes=(-2, -1), nthreads=_workers())
+    return ducc0.fft.r2c(x, axes=(-2, -1), nthreads=workers or _workers())
 
 
-def _lag_rows_ccf(spectra: np.ndarray, fft_shape: tuple[int, int], n_rows: int) -> np.ndarray:
+def _lag_rows_ccf(
+    spectra: np.ndarray, fft_shape: tuple[int, int], n_rows: int, workers: int | None = None
+) -> np.ndarray:
     """``scipy.fft.irfft2(spectra, s=fft_shape)[:, :n_rows]`` with less work.
 
     Only the first ``n_rows`` rows (the lags searched) are wanted: the inverse runs along
     the columns first and then along the rows kept only.
     """
-    workers = _workers()
+    workers = workers or _workers()
     # inorm=2: each transform divides by its length, as irfft2 scales by their product.
     tmp = ducc0.fft.c2c(spectra, axes=(-2,), forward=False, inorm=2, nthreads=workers)
     return ducc0.fft.c2r(
@@ -592,10 +620,11 @@ def _sweep(
         mr = mc = max(1, margin // scale)
     rows, cols = h + 2 * mr, w + 2 * mc
     fft_shape = (scipy.fft.next_fast_len(rows, real=True), scipy.fft.next_fast_len(cols, True))
+    workers = _workers()
     if fft_shape not in memo.templates:
         templates, valid = _centred_templates(grid.image, grid.tops, grid.lefts, h, w, *fft_shape)
         memo.templates[fft_shape] = (
-            np.conj(_rfft2(templates)),
+            np.conj(_rfft2(templates, workers)),
             np.maximum(2, np.ceil(params.min_overlap_fraction * valid)).astype(np.int64),
         )
     template_spectra, min_overlap = memo.templates[fft_shape]
@@ -631,15 +660,15 @@ def _sweep(
                 tops, lefts, rows, cols, *fft_shape,
             )  # fmt: skip
         else:
-            moved = np.empty((m, *grid.shape), dtype=np.float32)
-            for t, a in enumerate(batch):
-                moved[t] = _rotate_onto(target, grid.shape, float(angles[a]))
+            moved = _rotate_stack(target, thetas[::n], *grid.shape, *centre_in, *centre_out)
             which = np.repeat(np.arange(m), n)
             raw, centred = _extract_regions(moved, which, tops, lefts, rows, cols, *fft_shape)
-        spectra = _rfft2(centred)
+        spectra = _rfft2(centred, workers)
         spectra = spectra.reshape(m, n, *spectra.shape[1:])
         spectra *= template_spectra
-        ccf = _lag_rows_ccf(spectra.reshape(m * n, *spectra.shape[2:]), fft_shape, rows - h + 1)
+        ccf = _lag_rows_ccf(
+            spectra.reshape(m * n, *spectra.shape[2:]), fft_shape, rows - h + 1, workers
+        )
         cell_tops, cell_lefts, least = (x[: m * n] for x in cells)
         lag_u, lag_v, c, _ = _best_lags(
             ccf, centred, raw, grid.image, cell_tops, cell_lefts, h, w, least
@@ -802,26 +831,12 @@ def _refine(
 def _direction_result(
     grid: _Grid, sweep: _Sweep, dec: _Decision, pixel_size_um: float
 ) -> DirectionResult:
-    gc = grid.grid[1]
-    cells = []
-    for k in range(grid.tops.shape[0]):
-        a = dec.cell_angle[k]
-        idx = int(grid.index[k])
-        cells.append(
-            CellResult(
-                index=idx,
-                grid_row=idx // gc,
-                grid_col=idx % gc,
-                top=int(grid.tops[k]),
-                left=int(grid.lefts[k]),
-                valid_fraction=float(grid.valid_fraction[k]),
-                rotation_deg=float(sweep.angles[a]),
-                dx_px=float(sweep.dx[a, k]),
-                dy_px=float(sweep.dy[a, k]),
-                corr=float(sweep.corr[a, k]),
-                congruent=bool(dec.congruent[k]),
-            )
-        )
+    k = np.arange(grid.tops.shape[0])
+    a = dec.cell_angle
+    table = (
+        grid.index, grid.grid[1], grid.tops, grid.lefts, grid.valid_fraction, sweep.angles[a],
+        sweep.dx[a, k], sweep.dy[a, k], sweep.corr[a, k], dec.congruent,
+    )  # fmt: skip
     reg = Registration(
         rotation_deg=dec.rotation,
         dx_px=dec.dx,
@@ -833,9 +848,9 @@ def _direction_result(
         cmc_count=dec.count,
         n_cells=int(grid.tops.shape[0]),
         registration=reg,
-        cells=tuple(cells),
         angles_deg=sweep.angles,
         counts_per_angle=dec.counts,
+        _cell_table=table,
     )
 
 

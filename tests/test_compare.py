@@ -60,6 +60,10 @@ def test_recovers_rotation_and_translation(search):
     assert result.overall_corr > 0.5
     congruent = [c for c in result.cells if c.congruent]
     assert congruent and all(c.corr >= SMALL.corr_min for c in congruent)
+    for direction in (result.forward, result.backward):
+        assert len(direction.cells) == direction.n_cells
+        assert sum(c.congruent for c in direction.cells) == direction.cmc_count
+        assert all(c.index == c.grid_row * SMALL.grid[1] + c.grid_col for c in direction.cells)
     assert result.registration.dx_um == pytest.approx(result.registration.dx_px * PIXEL_UM)
     assert int(result.score) == result.cmc_count
 

@@ -24,7 +24,7 @@ from ribin.kernels.ncc import (
     _overall_corr,
     _rotated_regions,
 )
-from ribin.kernels.resample import _downsample_mean, _rotate_masked
+from ribin.kernels.resample import _downsample_mean, _rotate_masked, _rotate_stack
 
 
 def masked_field(rng, shape, nan_fraction=0.3):
@@ -55,6 +55,20 @@ def test_rotate_masked_matches_reference(shape, theta):
     assert got.dtype == np.float32
     assert_array_equal(np.isnan(got), np.isnan(want))
     assert_allclose(got, want, rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+def test_rotate_stack_is_rotate_masked_per_angle():
+    rng = np.random.default_rng(7)
+    image = masked_field(rng, (15, 12))
+    thetas = np.array([0.0, 0.4, -2.2, math.pi / 2, 0.4])
+    out_shape, c_in, c_out = (14, 13), (7.0, 5.5), (6.5, 6.0)
+    got = _rotate_stack(image, thetas, *out_shape, *c_in, *c_out)
+    assert got.shape == (len(thetas), *out_shape) and got.dtype == np.float32
+    for t, theta in enumerate(thetas):
+        assert_array_equal(got[t], _rotate_masked(image, theta, *out_shape, *c_in, *c_out))
+        want = ref.rotate_masked(image, theta, out_shape, c_in, c_out)
+        assert_allclose(got[t], want, rtol=1e-5, atol=1e-5, equal_nan=True)
+    assert _rotate_stack(image, thetas[:0], *out_shape, *c_in, *c_out).shape == (0, *out_shape)
 
 
 def test_rotate_identity_and_quarter_turn():
