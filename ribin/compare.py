@@ -393,8 +393,8 @@ def compare_many(
 
     Each of ``threads`` Python threads runs whole comparisons with single-threaded Numba
     kernels and FFTs: whole comparisons in parallel keep the cores busier than one
-    comparison's parallel kernels (about 1.35 x the throughput on 2 cores). Results are those of
-    :func:`compare`, bit for bit, in the order of ``pairs``.
+    comparison's parallel kernels (``benchmarks/bench_compare_speed.py`` measures both).
+    Results are those of :func:`compare`, bit for bit, in the order of ``pairs``.
 
     Parameters
     ----------
