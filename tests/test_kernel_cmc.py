@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
+import numba
 import numpy as np
 import pytest
 import reference as ref
@@ -69,6 +73,28 @@ def test_rotate_stack_is_rotate_masked_per_angle():
         want = ref.rotate_masked(image, theta, out_shape, c_in, c_out)
         assert_allclose(got[t], want, rtol=1e-5, atol=1e-5, equal_nan=True)
     assert _rotate_stack(image, thetas[:0], *out_shape, *c_in, *c_out).shape == (0, *out_shape)
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="about the Numba cache")
+def test_rotation_kernels_reload_from_a_partly_filled_cache(tmp_path):
+    # One process caches _rotate_stack; the next compiles _rotate_masked with _rotate_stack
+    # from the cache; the third loads both. A cached kernel calling a parallel one crashed
+    # (segmentation fault) in the third.
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_DISABLE_JIT"}
+    env.update(NUMBA_CACHE_DIR=str(tmp_path), RIBIN_NUMBA_CACHE="1")
+    setup = (
+        "import numpy as np; from ribin.kernels.resample import _rotate_masked, _rotate_stack;"
+        "im = np.ones((9, 9), np.float32);"
+    )
+    for step in (
+        "_rotate_stack(im, np.zeros(2), 9, 9, 4.0, 4.0, 4.0, 4.0)",
+        "_rotate_masked(im, 0.5, 9, 9, 4.0, 4.0, 4.0, 4.0)",
+        "_rotate_masked(im, 0.5, 9, 9, 4.0, 4.0, 4.0, 4.0)",
+    ):
+        run = subprocess.run(
+            [sys.executable, "-c", setup + step], env=env, capture_output=True, timeout=600
+        )
+        assert run.returncode == 0, (step, run.returncode, run.stderr[-2000:])
 
 
 def test_rotate_identity_and_quarter_turn():
