@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "extraction": ("bench_extraction.py", [], ["--shots", "1", "--repeat", "1"]),
     "compare_accuracy": ("bench_compare_accuracy.py", [], ["--modes", "aligned"]),
     "compare_speed": ("bench_compare_speed.py", [], ["--pairs", "2", "--repeats", "1"]),
+    "calibration_lofo": ("bench_calibration.py", [], ["--skip-synthetic"]),
     "search_accuracy": ("bench_search_accuracy.py", [], ["--quick"]),
     "search_speed": ("bench_search_speed.py", [], ["--quick"]),
     "distributed": ("bench_distributed.py", [], ["--quick"]),
@@ -38,12 +39,13 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
 }
 
 #: tables also copied into docs/method.md, between its validation markers
-HEADLINE = ["compare_accuracy", "compare_speed", "search_accuracy", "search_speed"]
+HEADLINE = ["compare_accuracy", "calibration_lofo", "compare_speed", "search_accuracy", "search_speed"]
 BEGIN, END = "<!-- validation:begin -->", "<!-- validation:end -->"
 
 #: tables in the order the page shows them (others follow in name order)
 ORDER = [
     "compare_accuracy",
+    "calibration_lofo",
     "compare_speed",
     "search_accuracy",
     "search_speed",

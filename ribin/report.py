@@ -475,16 +475,18 @@ def _calibration_axes(ax, rp: RegionPair) -> None:
     if model is None:
         ax.axvline(score, color="black", lw=2)
         ax.set_yticks([])
-        ax.set_title("No calibration for this region: no likelihood ratio", fontsize=9)
+        ax.set_title("Uncalibrated: no likelihood ratio (ribin calibrate)", fontsize=9)
         ax.set_xlim(0, max(score * 1.5, 5))
         return
     km, knm = np.asarray(model.match_scores), np.asarray(model.nonmatch_scores)
     known = np.concatenate([km, knm, [score]])
     lo, hi = float(known.min()), float(known.max())
-    if not (km.size or knm.size):
+    slope = float(model.params.get("slope", 0.0))
+    if not (km.size or knm.size) and slope > 0:
         # older calibration files keep no scores: stretch the curve across its bounds
-        lo = min(lo, (model.lower * math.log(10) - model.intercept) / model.slope)
-        hi = max(hi, (model.upper * math.log(10) - model.intercept) / model.slope)
+        intercept = float(model.params["intercept"])
+        lo = min(lo, (model.lower * math.log(10) - intercept) / slope)
+        hi = max(hi, (model.upper * math.log(10) - intercept) / slope)
     pad = 0.08 * (hi - lo or 1.0)
     lo, hi = max(0.0, lo - pad), hi + pad
     curve_ax = ax
@@ -740,7 +742,7 @@ def _pair_body(out: _Html, pair: PairReport, figures: Mapping[str, bytes], ancho
                 _fmt(r.score),
                 f"{r.cmc_count} (A in B {r.forward.cmc_count} of {r.forward.n_cells}; "
                 f"B in A {r.backward.cmc_count} of {r.backward.n_cells})",
-                _fmt(rp.log_lr, "+.2f"),
+                _lr_cell(rp.log_lr, rp.calibration.name if rp.calibration else None),
                 f"{r.registration.rotation_deg:+.1f}°",
                 f"({r.registration.dx_um:+.0f}, {r.registration.dy_um:+.0f})",
                 _fmt(r.overall_corr),
@@ -808,17 +810,67 @@ def _pair_body(out: _Html, pair: PairReport, figures: Mapping[str, bytes], ancho
             "known-non-match (hatched) scores where the calibration keeps them, and the "
             "fitted log10 LR curve.",
         )
-        if rp.calibration is not None:
-            c = rp.calibration
-            out.tag(
-                "p",
-                f"Calibration {model_key(rp.region, rp.first.modality)}: {c.model}, fitted on "
-                f"{c.n_match} known-match and {c.n_nonmatch} known-non-match pairs; log10 LR "
-                f"bounded to [{c.lower:+.2f}, {c.upper:+.2f}]. Source: "
-                + json.dumps(c.source, sort_keys=True),
-                class_="note",
-            )
+        _calibration_note(out, rp)
     _parameters_table(out, pair, h, anchor)
+
+
+_HOW_TO_CALIBRATE = (
+    "To calibrate, a laboratory scans test fires of its own firearms (several shots from "
+    "each of several firearms) on its own instrument, ingests them into a store and runs "
+    "`ribin calibrate STORE --truth test-fires.csv` (a CSV of exhibit_id and firearm); the "
+    "command fits the model, validates it leaving one firearm out and writes a validation "
+    "page. See docs/examiner-guide.md."
+)
+
+
+def _lr_cell(log_lr: float | None, calibration: str | None) -> str:
+    """A log10 LR with the calibration it came from, or "uncalibrated"."""
+    if log_lr is None:
+        return "uncalibrated"
+    return f"{_fmt(log_lr, '+.2f')} ({calibration})" if calibration else _fmt(log_lr, "+.2f")
+
+
+def _calibration_note(out: _Html, rp: RegionPair) -> None:
+    """Which calibration produced the region's LR, its provenance and validation figures."""
+    key = model_key(rp.region, rp.first.modality)
+    c = rp.calibration
+    if c is None:
+        out.tag(
+            "p",
+            f"Uncalibrated: RIBIN has no calibration for {key} (no real scans to fit one on), "
+            "so this region gives a score and a rank but no likelihood ratio. "
+            + _HOW_TO_CALIBRATE,
+            class_="note",
+        )
+        return
+    src = c.source
+    rows = [
+        ["calibration", f"{c.name or key} ({key})"],
+        [
+            "whose",
+            "RIBIN's shipped default, not this laboratory's instrument or firearms: "
+            "read its LR with caution. " + _HOW_TO_CALIBRATE
+            if c.is_default
+            else "the laboratory's own (ribin calibrate)",
+        ],
+        ["data", src.get("data", "–")],
+        ["scanner", src.get("scanner", "–")],
+        ["pairs", f"{c.n_match} same-source, {c.n_nonmatch} different-source"],
+        ["method", f"{c.model}; log10 LR bounded (ELUB) to [{c.lower:+.2f}, {c.upper:+.2f}]"],
+        ["fitted", f"{src.get('fitted_at', '–')}, RIBIN {src.get('software_version', '–')}"],
+    ]
+    for label, key_ in (("leave one firearm out", "leave_one_firearm_out"), ("in sample", "in_sample")):
+        v = c.validation.get(key_) or {}
+        if "cllr" in v:
+            rows.append(
+                [
+                    f"validation, {label}",
+                    f"Cllr {v['cllr']:.3f}, Cllr_min {v['cllr_min']:.3f}, misleading "
+                    f"evidence RMEP {v['rmep']:.3f} / RMED {v['rmed']:.3f} "
+                    f"({v['n_match']} same-source, {v['n_nonmatch']} different-source LRs)",
+                ]
+            )
+    out.table(["", ""], rows)
 
 
 def _exhibits_table(out: _Html, pair: PairReport) -> None:
@@ -1064,7 +1116,7 @@ def search_html(
                 name,
                 c.country,
                 _fmt(c.score),
-                _fmt(c.log_lr, "+.2f"),
+                _lr_cell(c.log_lr, getattr(c, "calibration", None)),
                 _region_cell(c.breech_face),
                 _region_cell(c.firing_pin),
             ]
@@ -1086,8 +1138,10 @@ def search_html(
     out.tag(
         "p",
         f"The first {n_full} candidates are compared in full below (follow the links). "
-        "Combined log10 LR sums the regions' LRs, treating them as independent evidence "
-        "(an approximation). " + _LR_NOTE,
+        "Candidates are ranked by score (the sum of the regions' scores), which every "
+        "candidate has; the log10 LR beside it sums the calibrated regions' LRs, treating "
+        "them as independent evidence (an approximation), and names the calibration; "
+        "'uncalibrated' means no LR exists for that region and modality. " + _LR_NOTE,
         class_="note",
     )
     for entry in entries:

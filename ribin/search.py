@@ -8,10 +8,12 @@ Two stages over every candidate in scope, per region (breech face, firing pin):
    the best ``shortlist`` of that ranking, or every candidate with ``exhaustive=True``; a
    candidate shortlisted in one region is compared in its other region too.
 
-The regions are ranked separately, as examiners read them, and combined into one list:
-by the sum of the regions' log10 likelihood ratios where a calibration exists (treating
-the regions as independent evidence, an approximation stated in the result), else by the
-sum of their scores.
+The regions are ranked separately, as examiners read them, and combined into one list
+ranked by the sum of the regions' scores, which every compared candidate has whether or not
+a calibration exists for its regions (:func:`_combine`; docs/method.md). The log10
+likelihood ratio is shown beside it: the sum over the calibrated regions (taken as
+independent evidence), naming the calibrations and regions it covers; it never orders the
+list, so a missing calibration or region cannot push a candidate below a weaker one.
 
 The search runs embedded (this process) or on Dask (:mod:`ribin.distributed`, one task per
 store segment); both engines run the shard steps and the merge below, so they return the
@@ -112,6 +114,8 @@ class RegionMatch:
     rotation_deg: float | None = None
     dx_um: float | None = None
     dy_um: float | None = None
+    calibration: str | None = None
+    """Name of the calibration behind ``log_lr``; None: uncalibrated (no LR)."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,10 @@ class Candidate:
     log_lr: float | None
     breech_face: RegionMatch | None
     firing_pin: RegionMatch | None
+    calibration: str | None = None
+    """Names of the calibrations behind ``log_lr`` (``" + "``-joined); None: uncalibrated."""
+    lr_regions: tuple[str, ...] = ()
+    """The compared regions ``log_lr`` covers (the calibrated ones); others add no LR."""
 
 
 @dataclass(frozen=True)
@@ -774,6 +782,9 @@ def run_search(
                         entry.update(item.result)
                         if model is not None:
                             entry["log_lr"] = float(model.log10_lr(item.result["score"]))
+                            entry["calibration"] = model.name or model_key(
+                                r.region, r.signature.modality
+                            )
                     matches[item.key] = entry
             per_region[r.region] = _rank_region(matches)
         by_region = {
@@ -872,26 +883,61 @@ def _rank_region(matches: dict[str, dict[str, Any]]) -> dict[str, RegionMatch]:
     return ranked
 
 
+def combined_score(regions: Mapping[str, RegionMatch | None]) -> float | None:
+    """The score the combined list is ranked by: the sum of the compared regions' scores.
+
+    Every compared candidate has it, calibrated or not, and it never falls when one
+    region's score rises (each region's score is its CMC count plus a tie-break in [0, 1),
+    never negative), so a candidate at least as strong as another in every region the
+    other was compared in ranks at least as high. A region that was not compared adds
+    nothing. None when no region was compared.
+    """
+    scores = [m.score for m in regions.values() if m is not None and m.score is not None]
+    return float(sum(scores)) if scores else None
+
+
+def combined_log_lr(
+    regions: Mapping[str, RegionMatch | None],
+) -> tuple[float | None, str | None, tuple[str, ...]]:
+    """Sum of the calibrated compared regions' log10 LRs, the calibrations, the regions.
+
+    Regions are taken as independent given the source (docs/method.md gives the measured
+    dependence); an uncalibrated region adds no LR and is not among the regions returned.
+    ``(None, None, ())`` when no compared region is calibrated.
+    """
+    calibrated = [
+        (region, m)
+        for region, m in regions.items()
+        if m is not None and m.score is not None and m.log_lr is not None
+    ]
+    if not calibrated:
+        return None, None, ()
+    names = sorted({m.calibration or "unnamed" for _, m in calibrated})
+    return (
+        float(sum(m.log_lr for _, m in calibrated)),
+        " + ".join(names),
+        tuple(region for region, _ in calibrated),
+    )
+
+
 def _combine(
     per_region: dict[str, dict[str, RegionMatch]],
     rows_of: dict[str, CandidateRow],
     top: int,
 ) -> tuple[Candidate, ...]:
-    """One list: by summed log10 LR where every compared region has one, else summed score."""
+    """One list ranked by :func:`combined_score`, the log10 LR shown beside it."""
     combined = []
     for key in rows_of:
         regions = {r: per_region[r].get(key) for r in REGIONS if r in per_region}
-        compared = [m for m in regions.values() if m is not None and m.score is not None]
-        if not compared:
+        score = combined_score(regions)
+        if score is None:
             continue
-        score = float(sum(m.score for m in compared))
-        lrs = [m.log_lr for m in compared]
-        log_lr = float(sum(lrs)) if all(lr is not None for lr in lrs) else None
-        combined.append((key, score, log_lr, regions))
-    combined.sort(key=lambda c: (-(c[2] if c[2] is not None else -math.inf), -c[1], c[0]))
+        combined.append((key, score, regions))
+    combined.sort(key=lambda c: (-c[1], c[0]))
     out = []
-    for rank, (key, score, log_lr, regions) in enumerate(combined[:top], start=1):
+    for rank, (key, score, regions) in enumerate(combined[:top], start=1):
         row = rows_of[key]
+        log_lr, calibration, lr_regions = combined_log_lr(regions)
         out.append(
             Candidate(
                 rank=rank,
@@ -905,6 +951,8 @@ def _combine(
                 log_lr=log_lr,
                 breech_face=regions.get("breech_face"),
                 firing_pin=regions.get("firing_pin"),
+                calibration=calibration,
+                lr_regions=lr_regions,
             )
         )
     return tuple(out)
@@ -931,9 +979,8 @@ def _provenance(
         "search_params": asdict(params),
         "cmc_params": {k: asdict(v) for k, v in cmc_params.items()},
         "calibration": {k: m.source for k, m in (calibration or {}).items()},
-        "combination": "sum of region log10 LRs (regions taken as independent)"
-        if calibration
-        else "sum of region scores",
+        "combination": "ranked by the sum of region scores; log_lr: sum of the calibrated "
+        "regions' log10 LRs (regions taken as independent)",
         "network": network.source,
     }
 

@@ -86,6 +86,7 @@ def compare(first: str, second: str, store: str | None, **params) -> None:
             "dy_um": result.registration.dy_um,
             "overall_corr": result.overall_corr,
             "log_lr": float(model.log10_lr(result.score)) if model else None,
+            "calibration": (model.name or model_key(region, sig_a.modality)) if model else None,
         }
     if not regions:
         raise click.ClickException(
@@ -102,7 +103,11 @@ def compare(first: str, second: str, store: str | None, **params) -> None:
         return
     click.echo(f"{a.exhibit_id} vs {b.exhibit_id}")
     for region, r in regions.items():
-        lr = f", log10 LR {r['log_lr']:+.2f}" if r["log_lr"] is not None else ""
+        lr = (
+            f", log10 LR {r['log_lr']:+.2f} ({r['calibration']})"
+            if r["log_lr"] is not None
+            else ", uncalibrated (no LR: `ribin calibrate` on the lab's own test fires)"
+        )
         click.echo(
             f"{region}: score {r['score']:.2f}, CMC {r['cmc_count']} of {r['cells']} cells, "
             f"rotation {r['rotation_deg']:.1f} deg, shift ({r['dx_um']:.0f}, {r['dy_um']:.0f}) um, "

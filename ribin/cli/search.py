@@ -137,13 +137,24 @@ def format_table(result) -> str:
         f"{'BF rank/score/CMC':<20} {'FP rank/score/CMC':<20}",
     ]
     for c in result.candidates:
-        lr = f"{c.log_lr:+9.2f}" if c.log_lr is not None else f"{'-':>9}"
+        lr = f"{c.log_lr:+9.2f}" if c.log_lr is not None else f"{'uncalib.':>9}"
         lines.append(
             f"{c.rank:>4}  {c.exhibit_id:<20} {c.country:<3} {c.score:7.2f} {lr}  "
             f"{_region(c.breech_face):<20} {_region(c.firing_pin):<20}"
         )
     if not result.candidates:
         lines.append("      (no candidate in scope)")
+    names = sorted({c.calibration for c in result.candidates if c.calibration})
+    lines.append(
+        "      ranked by score (sum of the regions' scores); log10 LR: "
+        + ("; ".join(names) if names else "uncalibrated")
+        + (
+            ""
+            if all(c.calibration for c in result.candidates)
+            else " (uncalibrated: no LR for that region/modality; `ribin calibrate` on the "
+            "lab's own test fires)"
+        )
+    )
     return "\n".join(lines)
 
 
