@@ -209,3 +209,103 @@ def test_shortlist_size_and_modalities():
     # the prefilter is not trusted to shortlist 2D: every candidate is compared
     assert params.shortlist(10_000, "2d") == 10_000
     assert SearchParams(exhaustive=True).shortlist(10_000) == 10_000
+
+
+# ------------------------------------------------------------ the combined ranking (issue 24)
+
+
+def _match(score: float | None, log_lr: float | None = None, name: str | None = None):
+    from ribin.search import RegionMatch
+
+    return RegionMatch(
+        rank=1,
+        score=score,
+        cmc_count=None if score is None else int(score),
+        log_lr=log_lr,
+        prefilter_rank=1,
+        prefilter_score=0.0,
+        calibration=name if log_lr is not None else None,
+    )
+
+
+def _row(key: str):
+    from ribin.search import CandidateRow
+
+    fields = CandidateRow.__dataclass_fields__
+    values = {name: key if name in ("exhibit_id", "content_id") else "" for name in fields}
+    return CandidateRow(**values)
+
+
+def test_a_candidate_without_an_lr_is_never_ranked_below_a_weaker_one_with_one():
+    """The bug of `ribin demo --modality 2d`: F06-2 (score 0.17, with an LR) above F01-1
+    (15.78, without one). Ranking is by score; the LR is shown beside it."""
+    from ribin.search import _combine
+
+    per_region = {
+        "breech_face": {
+            "F01-1": _match(15.78),  # uncalibrated
+            "F06-2": _match(0.17, -1.2, "cal"),
+            "F06-3": _match(0.17, -1.2, "cal"),
+        }
+    }
+    rows = {key: _row(key) for key in per_region["breech_face"]}
+    ranked = _combine(per_region, rows, top=2)
+    assert [c.exhibit_id for c in ranked] == ["F01-1", "F06-2"]
+    assert ranked[0].log_lr is None and ranked[0].calibration is None
+    assert ranked[1].log_lr == -1.2 and ranked[1].calibration == "cal"
+    assert ranked[1].lr_regions == ("breech_face",)
+
+
+def test_combined_lr_covers_the_calibrated_regions_only():
+    from ribin.search import _combine
+
+    per_region = {
+        "breech_face": {"A": _match(20.5, 2.0, "bf cal"), "B": _match(25.0, 2.1, "bf cal")},
+        "firing_pin": {"A": _match(9.5), "B": _match(1.2, -0.5, "fp cal")},
+    }
+    rows = {key: _row(key) for key in ("A", "B")}
+    a, b = sorted(_combine(per_region, rows, top=5), key=lambda c: c.exhibit_id)
+    assert a.score == pytest.approx(30.0) and b.score == pytest.approx(26.2)
+    assert (a.log_lr, a.calibration, a.lr_regions) == (2.0, "bf cal", ("breech_face",))
+    assert b.log_lr == pytest.approx(1.6) and b.calibration == "bf cal + fp cal"
+    assert b.lr_regions == ("breech_face", "firing_pin")
+
+
+def test_missing_region_or_calibration_never_pushes_a_candidate_below_a_weaker_one():
+    """Random candidates with random regions, scores and calibrations: whenever A scores at
+    least as high as B in every region B was compared in, A ranks above B; and the order
+    does not change when the LRs are removed."""
+    from ribin.search import _combine
+
+    rng = np.random.default_rng(24)
+    for _ in range(200):
+        n = int(rng.integers(2, 9))
+        per_region: dict[str, dict] = {"breech_face": {}, "firing_pin": {}}
+        plain: dict[str, dict] = {"breech_face": {}, "firing_pin": {}}
+        for i in range(n):
+            regions = [r for r in per_region if rng.random() < 0.7] or ["breech_face"]
+            for region in regions:
+                score = float(rng.integers(0, 30) + rng.random())
+                lr = float(rng.normal()) if rng.random() < 0.5 else None
+                per_region[region][f"E{i}"] = _match(score, lr, "cal")
+                plain[region][f"E{i}"] = _match(score)
+        rows = {f"E{i}": _row(f"E{i}") for i in range(n)}
+        ranked = _combine(per_region, rows, top=n)
+        assert [c.exhibit_id for c in ranked] == [
+            c.exhibit_id for c in _combine(plain, rows, top=n)
+        ]
+        position = {c.exhibit_id: k for k, c in enumerate(ranked)}
+        scores = {
+            key: {r: per_region[r][key].score for r in per_region if key in per_region[r]}
+            for key in rows
+        }
+        for a in rows:
+            for b in rows:
+                if a == b:
+                    continue
+                dominates = all(
+                    region in scores[a] and scores[a][region] > s
+                    for region, s in scores[b].items()
+                )
+                if dominates:
+                    assert position[a] < position[b], (scores[a], scores[b])
