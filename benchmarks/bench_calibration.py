@@ -66,7 +66,8 @@ def lofo_rows(sets: dict) -> list[list]:
                         lofo["rmed"],
                         lofo["min_match_llr"],
                         lofo["max_nonmatch_llr"],
-                        f"{min(lows):+.2f}..{max(lows):+.2f} / {min(highs):+.2f}..{max(highs):+.2f}",
+                        f"{min(lows):+.2f}..{max(lows):+.2f} / "
+                        f"{min(highs):+.2f}..{max(highs):+.2f}",
                         f"[{lower:+.2f}, {upper:+.2f}]",
                     ]
                 )

@@ -57,10 +57,14 @@ def main() -> None:
             scores, truth = fadul_scores(work)
     data = scores[KEY]
     km, knm = data.split()
-    print(f"{len(data.exhibits)} scans, {len(set(data.firearms))} firearms: {km.size} same-source "
-          f"and {knm.size} different-source pairs")
-    print(f"CMC scores: weakest same-source {km.min():.2f}, strongest different-source "
-          f"{knm.max():.2f}")
+    print(
+        f"{len(data.exhibits)} scans, {len(set(data.firearms))} firearms: {km.size} same-source "
+        f"and {knm.size} different-source pairs"
+    )
+    print(
+        f"CMC scores: weakest same-source {km.min():.2f}, strongest different-source "
+        f"{knm.max():.2f}"
+    )
     models = calibrate_store(
         None,
         truth,
@@ -81,12 +85,18 @@ def main() -> None:
         ("in-sample", model.validation["in_sample"]),
         ("leave-one-firearm-out", held_out(model)[3]),
     ):
-        print(f"  {label}: " + ", ".join(
-            f"{k} {figures[k]}" for k in ("cllr", "cllr_min", "rmep", "rmed",
-                                          "min_match_llr", "max_nonmatch_llr")))
+        print(
+            f"  {label}: "
+            + ", ".join(
+                f"{k} {figures[k]}"
+                for k in ("cllr", "cllr_min", "rmep", "rmed", "min_match_llr", "max_nonmatch_llr")
+            )
+        )
     for row in decisions(held_out(model)[3]):
-        print(f"  {row['characteristic']}: {row['metric']} {row['result']} "
-              f"(criterion {row['criterion']}) {row['decision']}")
+        print(
+            f"  {row['characteristic']}: {row['metric']} {row['result']} "
+            f"(criterion {row['criterion']}) {row['decision']}"
+        )
 
 
 if __name__ == "__main__":

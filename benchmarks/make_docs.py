@@ -39,7 +39,13 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
 }
 
 #: tables also copied into docs/method.md, between its validation markers
-HEADLINE = ["compare_accuracy", "calibration_lofo", "compare_speed", "search_accuracy", "search_speed"]
+HEADLINE = [
+    "compare_accuracy",
+    "calibration_lofo",
+    "compare_speed",
+    "search_accuracy",
+    "search_speed",
+]
 BEGIN, END = "<!-- validation:begin -->", "<!-- validation:end -->"
 
 #: tables in the order the page shows them (others follow in name order)

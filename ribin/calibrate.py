@@ -59,7 +59,8 @@ def read_truth(path: str | os.PathLike) -> dict[str, str]:
             raise InputError(path, f"row {line} ({exhibit_id}) has no firearm")
         if truth.get(exhibit_id, firearm) != firearm:
             raise InputError(
-                path, f"row {line}: {exhibit_id} given two firearms ({truth[exhibit_id]}, {firearm})"
+                path,
+                f"row {line}: {exhibit_id} given two firearms ({truth[exhibit_id]}, {firearm})",
             )
         truth[exhibit_id] = firearm
     return truth

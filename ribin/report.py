@@ -838,8 +838,7 @@ def _calibration_note(out: _Html, rp: RegionPair) -> None:
         out.tag(
             "p",
             f"Uncalibrated: RIBIN has no calibration for {key} (no real scans to fit one on), "
-            "so this region gives a score and a rank but no likelihood ratio. "
-            + _HOW_TO_CALIBRATE,
+            "so this region gives a score and a rank but no likelihood ratio. " + _HOW_TO_CALIBRATE,
             class_="note",
         )
         return
@@ -859,7 +858,10 @@ def _calibration_note(out: _Html, rp: RegionPair) -> None:
         ["method", f"{c.model}; log10 LR bounded (ELUB) to [{c.lower:+.2f}, {c.upper:+.2f}]"],
         ["fitted", f"{src.get('fitted_at', '–')}, RIBIN {src.get('software_version', '–')}"],
     ]
-    for label, key_ in (("leave one firearm out", "leave_one_firearm_out"), ("in sample", "in_sample")):
+    for label, key_ in (
+        ("leave one firearm out", "leave_one_firearm_out"),
+        ("in sample", "in_sample"),
+    ):
         v = c.validation.get(key_) or {}
         if "cllr" in v:
             rows.append(

@@ -97,9 +97,7 @@ def _plots(llr_match: np.ndarray, llr_nonmatch: np.ndarray, dpi: int) -> dict[st
     return out
 
 
-def validation_html(
-    models: Mapping[str, Calibration], *, command: str = "", dpi: int = 80
-) -> str:
+def validation_html(models: Mapping[str, Calibration], *, command: str = "", dpi: int = 80) -> str:
     """The validation page of ``models`` (keyed ``region/modality``) as HTML text."""
     from ribin.report import _document, _fmt, _Html
 
@@ -128,8 +126,10 @@ def validation_html(
                 ["pairs", f"{model.n_match} same-source, {model.n_nonmatch} different-source"],
                 ["method", f"{model.model}, ELUB-bounded (fit {src.get('fitted_at', '–')})"],
                 ["ELUB bounds (log10 LR)", f"[{model.lower:+.2f}, {model.upper:+.2f}]"],
-                ["software", f"RIBIN {src.get('software_version', '–')}, "
-                 f"lir {src.get('lir_version', '–')}"],
+                [
+                    "software",
+                    f"RIBIN {src.get('software_version', '–')}, lir {src.get('lir_version', '–')}",
+                ],
                 ["shipped default", "yes" if model.is_default else "no (laboratory's own)"],
                 ["validation data", label],
             ],

@@ -1,4 +1,4 @@
-"""Score calibration to log10 likelihood ratios (lir), its files, and ``ribin calibrate``'s input."""
+"""Score calibration to log10 likelihood ratios (lir), its files, ``ribin calibrate``'s input."""
 
 from __future__ import annotations
 
@@ -116,7 +116,9 @@ def test_format_1_files_are_still_read(tmp_path):
     }
     path = tmp_path / "cal.json"
     path.write_text(
-        json.dumps({"format": "ribin-calibration", "format_version": 1, "models": {"breech_face/3d": old}})
+        json.dumps(
+            {"format": "ribin-calibration", "format_version": 1, "models": {"breech_face/3d": old}}
+        )
     )
     model = load_models(path)["breech_face/3d"]
     assert model.method == "logistic" and model.region == "breech_face"
@@ -144,8 +146,16 @@ def test_bad_calibration_files(tmp_path):
             {
                 "format": "ribin-calibration",
                 "format_version": 2,
-                "models": {"x/3d": {"method": "logistic", "params": {}, "lower": -1, "upper": 1,
-                                    "n_match": 2, "n_nonmatch": 2}},
+                "models": {
+                    "x/3d": {
+                        "method": "logistic",
+                        "params": {},
+                        "lower": -1,
+                        "upper": 1,
+                        "n_match": 2,
+                        "n_nonmatch": 2,
+                    }
+                },
             }
         )
     )

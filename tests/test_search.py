@@ -304,8 +304,7 @@ def test_missing_region_or_calibration_never_pushes_a_candidate_below_a_weaker_o
                 if a == b:
                     continue
                 dominates = all(
-                    region in scores[a] and scores[a][region] > s
-                    for region, s in scores[b].items()
+                    region in scores[a] and scores[a][region] > s for region, s in scores[b].items()
                 )
                 if dominates:
                     assert position[a] < position[b], (scores[a], scores[b])
