@@ -837,8 +837,9 @@ def _calibration_note(out: _Html, rp: RegionPair) -> None:
     if c is None:
         out.tag(
             "p",
-            f"Uncalibrated: RIBIN has no calibration for {key} (no real scans to fit one on), "
-            "so this region gives a score and a rank but no likelihood ratio. " + _HOW_TO_CALIBRATE,
+            f"Uncalibrated: no calibration for {key} is in use (RIBIN ships none for it: no "
+            "real scans to fit one on), so this region gives a score and a rank but no "
+            "likelihood ratio. " + _HOW_TO_CALIBRATE,
             class_="note",
         )
         return

@@ -205,14 +205,24 @@ def test_score_figure_uses_kept_calibration_scores(compare_outputs, store):
     with SignatureStore.open(store, "r") as opened:
         a, b = opened.get("F01-1").exhibit, opened.get("F04-1").exhibit
     rng = np.random.default_rng(1)
-    model = fit_calibration(rng.normal(20, 4, 30), rng.normal(2, 1, 200))
+    model = fit_calibration(
+        rng.normal(20, 4, 30), rng.normal(2, 1, 200), name="Lab X test fires 2026"
+    )
     assert len(model.match_scores) == 30 and len(model.nonmatch_scores) == 200
     pair = report.compare_pair(a, b, {"breech_face/3d": model}, calibration_source="test")
     pair = replace(pair, regions=pair.regions[:1])
     assert pair.regions[0].log_lr is not None and pair.regions[0].log_lr < 0
     figures = report.pair_figures(pair)
     assert figures["breech_face-score.png"].startswith(PNG_MAGIC)
-    check_self_contained(report.compare_html(pair, figures=figures))
+    page = report.compare_html(pair, figures=figures)
+    check_self_contained(page)
+    # which calibration produced the LR, whose it is, and its validation figures
+    assert "Lab X test fires 2026" in page and "the laboratory&#x27;s own" in page
+    assert "Cllr" in page and "ELUB" in page
+    uncalibrated = report.compare_html(
+        replace(pair, regions=(replace(pair.regions[0], calibration=None),)), figures=figures
+    )
+    assert "uncalibrated" in uncalibrated and "ribin calibrate" in uncalibrated
 
 
 def test_calibration_keeps_scores_and_reads_older_files():
