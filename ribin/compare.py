@@ -10,14 +10,20 @@ Tong et al. (2015), as implemented openly in cmcR (Zemmels et al., R Journal 202
    side (cmcR's ``regionSizeMult = 9``): the lag comes from an FFT cross-correlation, and
    the cell's correlation is the exact Pearson correlation over the pixels valid in both.
 3. At each rotation, cells with correlation >= 0.5 vote on a consensus translation; cells
-   within 20 px (125 um at 6.25 um) of it in x and y are congruent there. The modal
+   within 20 px (125 um at 6.25 um) of it in x and y are congruent there. A cell's
+   correlation counts in the vote as that of a whole cell of equal significance
+   (``area_weighted``): ``tanh(atanh(r) sqrt(f))``, ``f`` the fraction of the cell's area
+   valid in both surfaces, so a small edge cell needs a higher correlation (0.80 at a
+   quarter of its area); without it, such cells made most of the non-matches' CMCs. The modal
    rotation is the one with the most congruent cells; the direction's CMC count is the
    number of distinct cells that reach 0.5 at some rotation within +-6 deg of it with a
    translation within 20 px of its consensus (Tong's "high CMC" union over neighbouring
    rotations, held to one translation).
 4. Both directions are run (reference vs target and target vs reference, the second at the
    inverse of the first's registration); the CMC count of the pair is the smaller of the
-   two, so a pair needs support both ways.
+   two, so a pair needs support both ways. The two signatures are taken in a canonical
+   order (by a hash of their content), so ``compare(a, b)`` and ``compare(b, a)`` give the
+   same count and score, with the directions exchanged and the registration inverted.
 
 For casings in any orientation the sweep covers the full circle. By default it runs coarse
 to fine, as an image pyramid: the sweep at half resolution (cmcR's procedure on 2 x 2 block
@@ -133,7 +139,7 @@ class CMCParams:
     coarse_angle_stride: int = 2
     coarse_keep_fraction: float = 0.0
     min_overlap_fraction: float = 0.5
-    area_weighted: bool = False
+    area_weighted: bool = True
 
     def angles(self) -> np.ndarray:
         """The sweep's rotations in degrees."""

@@ -171,6 +171,23 @@ def test_compare_is_symmetric_on_every_fadul_pair(fadul_dir):
         assert_mirrored(compare(a, b), compare(b, a), a.surface.shape, b.surface.shape)
 
 
+def test_vote_corr_holds_each_cell_to_a_whole_cells_significance():
+    """Fisher's z scaled by the root of the area valid in both: a whole cell keeps its
+    correlation, a quarter cell needs 0.8 to count as 0.5 (tanh(atanh(0.8) / 2) = 0.5),
+    no overlap counts 0."""
+    import ribin.compare as cmp
+
+    corr = np.array([[0.5, 0.8005, 0.7995, -0.6, np.nan, 0.9]])
+    support = np.array([[1.0, 0.25, 0.25, 0.5, np.nan, 0.0]])
+    sweep = cmp._Sweep(np.zeros(1), np.zeros_like(corr), np.zeros_like(corr), corr, support)
+    got = cmp._vote_corr(sweep, CMCParams())
+    assert got[0, 0] == pytest.approx(0.5)
+    assert got[0, 1] >= 0.5 > got[0, 2]
+    assert got[0, 3] == pytest.approx(math.tanh(math.atanh(-0.6) * math.sqrt(0.5)))
+    assert np.isnan(got[0, 4]) and got[0, 5] == 0.0
+    assert_array_equal(cmp._vote_corr(sweep, CMCParams(area_weighted=False)), corr)
+
+
 def test_input_checks():
     rng = np.random.default_rng(4)
     a = ring_surface(rng)
