@@ -5,6 +5,11 @@ the synthetic set, for each search setting asked for:
 
     python benchmarks/bench_compare_accuracy.py        # full circle, aligned, exhaustive aligned
     python benchmarks/bench_compare_accuracy.py --modes full,exhaustive-full
+    python benchmarks/bench_compare_accuracy.py --fadul signatures   # 12.5 um only
+
+The Fadul scans are compared twice: as the breech-face signatures search compares
+(``ribin.extract``: levelled, band-passed 16-250 um, 12.5 um per pixel) and as measured
+(6.25 um, the heights of the files).
 
 ``full``: the default (full-circle sweep, coarse to fine); ``aligned``: coarse to fine over
 -30..30 deg; ``exhaustive-aligned``: every rotation of -30..30 deg at full resolution (the
@@ -15,11 +20,20 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import sys
 import time
 
 import numpy as np
-from _common import REPO, all_pairs, equal_error_rate, fadul_signatures, machine, roc_auc
+from _common import (
+    FADUL_DIR,
+    REPO,
+    all_pairs,
+    equal_error_rate,
+    fadul_signatures,
+    machine,
+    roc_auc,
+)
 from results import record
 
 from ribin.compare import CMCParams, compare
@@ -123,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--modes", default="full,aligned,exhaustive-aligned", help=f"of {', '.join(MODES)}"
     )
+    parser.add_argument(
+        "--fadul",
+        default="signatures,scans",
+        help="signatures (ribin.extract, 12.5 um), scans (as measured, 6.25 um)",
+    )
     parser.add_argument("--no-synthetic", action="store_true", help="Fadul only")
     parser.add_argument("--no-fadul", action="store_true", help="synthetic only")
     args = parser.parse_args(argv)
@@ -134,40 +153,55 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine()}")
     if args.no_fadul:
         modes = []
-    names, labels, sigs = fadul_signatures()
-    compare(sigs[0], sigs[1], MODES["aligned"])  # compile (or load the cache) outside timing
+    names, labels, scans = fadul_signatures()
+    fadul_sets = {}
+    for which in (w.strip() for w in args.fadul.split(",") if w.strip()):
+        if which == "signatures":
+            from ribin.ingest import extract_file
+
+            sigs = [extract_file(FADUL_DIR / f"{n}.x3p").breech_face for n in names]
+            fadul_sets["fadul 3d 12.5 um"] = sigs
+        elif which == "scans":
+            fadul_sets["fadul 3d scan 6.25 um"] = scans
+        else:
+            parser.error(f"unknown Fadul set {which!r}")
+    compare(scans[0], scans[1], MODES["aligned"])  # compile (or load the cache) outside timing
     print(
         f"\n{'data / search':<34} {'pairs':>5} {'KM':>4} {'AUC':>7} {'EER':>6} "
         f"{'minKM':>6} {'maxKNM':>6} {'gap':>4} {'s/pair':>7}"
     )
     rows = {}
-    for mode in modes:
-        rows[mode] = evaluate(f"fadul 3d / {mode}", labels, sigs, MODES[mode])
-        print_row(rows[mode])
-        sys.stdout.flush()
+    for set_name, sigs in fadul_sets.items():
+        for mode in modes:
+            rows[set_name, mode] = evaluate(f"{set_name} / {mode}", labels, sigs, MODES[mode])
+            print_row(rows[set_name, mode])
+            sys.stdout.flush()
 
     # Does the coarse-to-fine search find the same registration as the exhaustive one?
-    for fast, slow in (("full", "exhaustive-full"), ("aligned", "exhaustive-aligned")):
-        if fast in rows and slow in rows:
-            m = rows[fast]["is_match"]
-            diff = np.abs(rows[fast]["rotations"][m] - rows[slow]["rotations"][m])
+    for set_name, (fast, slow) in itertools.product(
+        fadul_sets, (("full", "exhaustive-full"), ("aligned", "exhaustive-aligned"))
+    ):
+        fast_row, slow_row = rows.get((set_name, fast)), rows.get((set_name, slow))
+        if fast_row and slow_row:
+            m = fast_row["is_match"]
+            diff = np.abs(fast_row["rotations"][m] - slow_row["rotations"][m])
             diff = np.minimum(diff, 360 - diff)
-            gap = rows[fast]["counts"] - rows[slow]["counts"]
+            gap = fast_row["counts"] - slow_row["counts"]
             print(
-                f"{fast} vs {slow}: known-match rotations agree within 3 deg in "
+                f"{set_name}: {fast} vs {slow}: known-match rotations agree within 3 deg in "
                 f"{int((diff <= 3).sum())}/{int(m.sum())} pairs; CMC counts equal in "
                 f"{int((gap == 0).sum())}/{len(gap)} pairs, mean |difference| "
                 f"{np.abs(gap).mean():.2f} (known matches {gap[m].mean():+.2f}, "
                 f"non-matches {gap[~m].mean():+.2f})"
             )
-    for mode, row in rows.items():
+    for (set_name, mode), row in rows.items():
         m = row["is_match"]
         worst = np.argsort(row["counts"][m])[:3]
         km = [row["pairs_list"][k] for k in np.flatnonzero(m)[worst]]
         top = np.argsort(row["counts"][~m])[::-1][:3]
         knm = [row["pairs_list"][k] for k in np.flatnonzero(~m)[top]]
         print(
-            f"{mode}: weakest matches "
+            f"{set_name} / {mode}: weakest matches "
             + ", ".join(f"{names[i]}~{names[j]}" for i, j in km)
             + f" ({', '.join(str(c) for c in np.sort(row['counts'][m])[:3])}); "
             + "strongest non-matches "
@@ -197,7 +231,10 @@ def main(argv: list[str] | None = None) -> int:
             "s per pair",
         ],
         RECORDED,
-        "Every pair of each set. Fadul: the 19 real scans of the subset, as measured (6.25 um); "
+        "Every pair of each set. Fadul: the 19 real scans of the subset, as the breech-face "
+        "signatures search compares (ribin.extract: band-passed, 12.5 um) and as measured "
+        "(6.25 um, not filtered); full: the default full-circle coarse-to-fine sweep; aligned: "
+        "-30..30 deg; "
         "exhaustive: every rotation at full resolution (cmcR's procedure), the reference the "
         "coarse-to-fine search approximates. "
         "Synthetic: the committed set's 24 casings per modality through ribin.extract; its "

@@ -10,14 +10,20 @@ Tong et al. (2015), as implemented openly in cmcR (Zemmels et al., R Journal 202
    side (cmcR's ``regionSizeMult = 9``): the lag comes from an FFT cross-correlation, and
    the cell's correlation is the exact Pearson correlation over the pixels valid in both.
 3. At each rotation, cells with correlation >= 0.5 vote on a consensus translation; cells
-   within 20 px (125 um at 6.25 um) of it in x and y are congruent there. The modal
+   within 20 px (125 um at 6.25 um) of it in x and y are congruent there. A cell's
+   correlation counts in the vote as that of a whole cell of equal significance
+   (``area_weighted``): ``tanh(atanh(r) sqrt(f))``, ``f`` the fraction of the cell's area
+   valid in both surfaces, so a small edge cell needs a higher correlation (0.80 at a
+   quarter of its area); without it, such cells made most of the non-matches' CMCs. The modal
    rotation is the one with the most congruent cells; the direction's CMC count is the
    number of distinct cells that reach 0.5 at some rotation within +-6 deg of it with a
    translation within 20 px of its consensus (Tong's "high CMC" union over neighbouring
    rotations, held to one translation).
 4. Both directions are run (reference vs target and target vs reference, the second at the
    inverse of the first's registration); the CMC count of the pair is the smaller of the
-   two, so a pair needs support both ways.
+   two, so a pair needs support both ways. The two signatures are taken in a canonical
+   order (by a hash of their content), so ``compare(a, b)`` and ``compare(b, a)`` give the
+   same count and score, with the directions exchanged and the registration inverted.
 
 For casings in any orientation the sweep covers the full circle. By default it runs coarse
 to fine, as an image pyramid: the sweep at half resolution (cmcR's procedure on 2 x 2 block
@@ -44,6 +50,7 @@ only breaks ties and orders pairs with equal counts.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -110,6 +117,12 @@ class CMCParams:
         can only lower counts: 0.5 lowered two Fadul known-match counts by one.
     min_overlap_fraction : float
         Fraction of a cell's valid pixels that must meet valid target pixels at a lag.
+    area_weighted : bool
+        Hold a cell's correlation to the significance ``corr_min`` has over a whole cell:
+        the vote uses ``tanh(atanh(r) sqrt(f))``, ``f`` the fraction of the cell's area
+        valid in both surfaces at its lag (Fisher's z grows with the root of the sample
+        size). A cell a quarter valid then needs r >= 0.80 where a full one needs 0.5.
+        False: every cell's own ``r`` (cmcR).
     """
 
     grid: tuple[int, int] = (8, 8)
@@ -126,6 +139,7 @@ class CMCParams:
     coarse_angle_stride: int = 2
     coarse_keep_fraction: float = 0.0
     min_overlap_fraction: float = 0.5
+    area_weighted: bool = True
 
     def angles(self) -> np.ndarray:
         """The sweep's rotations in degrees."""
@@ -227,7 +241,9 @@ class Comparison:
     forward, backward : DirectionResult
         ``a``'s cells in ``b``, and ``b``'s cells in ``a``.
     registration : Registration
-        Maps ``b`` onto ``a`` (from the forward direction).
+        Maps ``b`` onto ``a``: the registration of the direction run first, which is
+        ``a`` in ``b`` or, when the two were compared in the other order, the inverse of
+        ``b`` in ``a`` (the result does not depend on the order of the arguments).
     overall_corr : float
         Masked correlation of ``a`` and registered ``b`` over their whole overlap.
     params : CMCParams
@@ -306,6 +322,55 @@ def compare_surfaces(
     params = params or DEFAULT_PARAMS["breech_face"]
     a = np.ascontiguousarray(a, dtype=np.float32)
     b = np.ascontiguousarray(b, dtype=np.float32)
+    # Symmetric by construction: the two surfaces are compared in one canonical order (by
+    # content), and the other order gets the same result seen from the other side.
+    if _order_key(b) < _order_key(a):
+        return _swapped(_compare_ordered(b, a, pixel_size_um, params), pixel_size_um)
+    return _compare_ordered(a, b, pixel_size_um, params)
+
+
+def _order_key(surface: np.ndarray) -> bytes:
+    """Content key of a float32 surface (shape and bytes, NaN bit patterns included)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(np.asarray(surface.shape, dtype=np.int64).tobytes())
+    digest.update(surface.tobytes())
+    return digest.digest()
+
+
+def _inverse(reg: Registration, pixel_size_um: float) -> Registration:
+    """The registration mapping the reference onto the target, from one mapping back.
+
+    With ``q = c_t + Rot(theta) (p + d - c_r)``, ``p = c_r + Rot(-theta) (q + d' - c_t)``
+    for ``d' = -Rot(theta) d``.
+    """
+    theta = math.radians(reg.rotation_deg)
+    c, s = math.cos(theta), math.sin(theta)
+    dx = -(c * reg.dx_px - s * reg.dy_px)
+    dy = -(s * reg.dx_px + c * reg.dy_px)
+    return Registration(
+        rotation_deg=float(_angle_diff(-reg.rotation_deg, 0.0)),
+        dx_px=dx,
+        dy_px=dy,
+        dx_um=dx * pixel_size_um,
+        dy_um=dy * pixel_size_um,
+    )
+
+
+def _swapped(result: Comparison, pixel_size_um: float) -> Comparison:
+    """``result`` of ``(b, a)`` as the result of ``(a, b)``: directions exchanged,
+    registration inverted; count, score and overall correlation unchanged."""
+    return replace(
+        result,
+        forward=result.backward,
+        backward=result.forward,
+        registration=_inverse(result.registration, pixel_size_um),
+    )
+
+
+def _compare_ordered(
+    a: np.ndarray, b: np.ndarray, pixel_size_um: float, params: CMCParams
+) -> Comparison:
+    """:func:`compare_surfaces` in the order given (float32, C-contiguous surfaces)."""
     grid_a = _Grid.of(a, params, "a")
     grid_b = _Grid.of(b, params, "b")
     shift_max = params.shift_max_um / pixel_size_um
@@ -506,6 +571,8 @@ class _Sweep:
     dx: np.ndarray  # (A, n)
     dy: np.ndarray
     corr: np.ndarray
+    # Pixels valid in both over the cell's full area (h * w), at the best lag; None: 1.
+    support: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -602,16 +669,17 @@ def _sweep(
     dx = np.full((len(angles), n), np.nan)
     dy = np.full((len(angles), n), np.nan)
     corr = np.full((len(angles), n), np.nan)
+    support = np.full((len(angles), n), np.nan)
     memo = _Memo() if memo is None else memo
     todo = []
     for a, theta in enumerate(angles):
         key = round(float(theta), 6)
         if key in memo.rows:
-            dx[a], dy[a], corr[a] = memo.rows[key]
+            dx[a], dy[a], corr[a], support[a] = memo.rows[key]
         else:
             todo.append(a)
     if not todo:
-        return _Sweep(angles=np.asarray(angles, dtype=float), dx=dx, dy=dy, corr=corr)
+        return _Sweep(np.asarray(angles, dtype=float), dx, dy, corr, support)
     h, w = grid.h, grid.w
     if margin is None:
         mr = (params.region_scale - 1) * h // 2
@@ -670,7 +738,7 @@ def _sweep(
             spectra.reshape(m * n, *spectra.shape[2:]), fft_shape, rows - h + 1, workers
         )
         cell_tops, cell_lefts, least = (x[: m * n] for x in cells)
-        lag_u, lag_v, c, _ = _best_lags(
+        lag_u, lag_v, c, both = _best_lags(
             ccf, centred, raw, grid.image, cell_tops, cell_lefts, h, w, least
         )
         lag_u, lag_v, c = lag_u.reshape(m, n), lag_v.reshape(m, n), c.reshape(m, n)
@@ -678,14 +746,31 @@ def _sweep(
         dy[batch] = np.where(ok, (lag_u - mr + off[part, :, 1]) * scale, np.nan)
         dx[batch] = np.where(ok, (lag_v - mc + off[part, :, 0]) * scale, np.nan)
         corr[batch] = np.where(ok, c, np.nan)
+        support[batch] = np.where(ok, both.reshape(m, n) / (h * w), np.nan)
         for a in batch:
-            memo.rows[round(float(angles[a]), 6)] = (dx[a], dy[a], corr[a])
-    return _Sweep(angles=np.asarray(angles, dtype=float), dx=dx, dy=dy, corr=corr)
+            memo.rows[round(float(angles[a]), 6)] = (dx[a], dy[a], corr[a], support[a])
+    return _Sweep(np.asarray(angles, dtype=float), dx, dy, corr, support)
 
 
 def _angle_diff(a: np.ndarray | float, b: float) -> np.ndarray:
     """Signed difference of angles in degrees, wrapped to [-180, 180)."""
     return (np.asarray(a) - b + 180.0) % 360.0 - 180.0
+
+
+def _vote_corr(sweep: _Sweep, params: CMCParams) -> np.ndarray:
+    """The correlations the vote uses: each held to a whole cell's significance.
+
+    Fisher's ``z = atanh(r)`` has a standard error falling with the root of the number of
+    independent samples, here proportional to the area valid in both surfaces. A cell
+    whose overlap covers a fraction ``f`` of its area counts as a whole cell with
+    ``tanh(atanh(r) sqrt(f))``: ``corr_min`` then means the same evidence for every cell,
+    and the many small edge cells, whose few pixels correlate highly by chance, no longer
+    pass on a correlation a whole cell would need.
+    """
+    if not params.area_weighted or sweep.support is None:
+        return sweep.corr
+    r = np.clip(sweep.corr, -0.999999, 0.999999)
+    return np.tanh(np.arctanh(r) * np.sqrt(np.clip(sweep.support, 0.0, 1.0)))
 
 
 def _decide(sweep: _Sweep, params: CMCParams, shift_max: float) -> _Decision:
@@ -699,7 +784,7 @@ def _decide(sweep: _Sweep, params: CMCParams, shift_max: float) -> _Decision:
     on nothing, are not collected from several rotations.
     """
     best, (dx, dy), counts, cell_angle, cell_congruent = _high_cmc(
-        sweep.dx, sweep.dy, sweep.corr, sweep.angles, params.corr_min, shift_max,
+        sweep.dx, sweep.dy, _vote_corr(sweep, params), sweep.angles, params.corr_min, shift_max,
         params.theta_max_deg,
     )  # fmt: skip
     return _Decision(
@@ -744,7 +829,7 @@ def _coarse_rotations(coarse: _Sweep, params: CMCParams, shift_max: float) -> li
     can only lower a count; it saves a refinement window and its backward search.
     """
     counts, _, congruent = _vote_per_rotation(
-        coarse.dx, coarse.dy, coarse.corr, params.corr_min, shift_max
+        coarse.dx, coarse.dy, _vote_corr(coarse, params), params.corr_min, shift_max
     )
     corr = np.nan_to_num(coarse.corr)
     strength = np.where(congruent, corr, 0.0).sum(axis=1)

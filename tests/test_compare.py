@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 import scipy.ndimage
+from numpy.testing import assert_array_equal
 from ribin.kernels.resample import _downsample_mean, _rotate_masked
 
 from ribin.compare import CMCParams, Comparison, compare
@@ -96,6 +98,94 @@ def test_symmetric_counts_and_empty_cells_ignored():
     assert ab.cmc_count == pytest.approx(ba.cmc_count, abs=2)
     assert ab.forward.n_cells == 15
     assert 0 not in {cell.index for cell in ab.forward.cells}
+
+
+def target_point(reg, ref_shape, target_shape, x, y):
+    """Where reference pixel (x, y) lands in the target under ``reg`` (its docstring)."""
+    t = math.radians(reg.rotation_deg)
+    u = x + reg.dx_px - (ref_shape[1] - 1) / 2
+    v = y + reg.dy_px - (ref_shape[0] - 1) / 2
+    return (
+        math.cos(t) * u - math.sin(t) * v + (target_shape[1] - 1) / 2,
+        math.sin(t) * u + math.cos(t) * v + (target_shape[0] - 1) / 2,
+    )
+
+
+def assert_mirrored(ab, ba, shape_a, shape_b):
+    """``ba`` is ``ab`` seen from the other side: same count and score, directions
+    exchanged, registrations inverse to each other."""
+    assert ab.cmc_count == ba.cmc_count
+    assert ab.score == ba.score
+    assert ab.overall_corr == ba.overall_corr
+    for one, other in ((ab.forward, ba.backward), (ab.backward, ba.forward)):
+        assert (one.cmc_count, one.n_cells, one.registration) == (
+            other.cmc_count,
+            other.n_cells,
+            other.registration,
+        )
+        assert_array_equal(one.counts_per_angle, other.counts_per_angle)
+        assert_array_equal(  # NaN where a cell found nothing
+            [dataclasses.astuple(c) for c in one.cells],
+            [dataclasses.astuple(c) for c in other.cells],
+        )
+    assert ((ab.registration.rotation_deg + ba.registration.rotation_deg + 180) % 360) - 180 == (
+        pytest.approx(0.0, abs=1e-9)
+    )
+    for x, y in ((0.0, 0.0), (shape_a[1] - 1.0, 7.0), (11.0, shape_a[0] - 1.0)):
+        qx, qy = target_point(ab.registration, shape_a, shape_b, x, y)
+        px, py = target_point(ba.registration, shape_b, shape_a, qx, qy)
+        assert (px, py) == pytest.approx((x, y), abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", [5, 6, 7])
+def test_compare_is_symmetric(seed):
+    """compare(a, b) and compare(b, a): one result, seen from either side, for a match
+    (turned, shifted, noisy, another shape) and a non-match."""
+    rng = np.random.default_rng(seed)
+    a = ring_surface(rng)
+    b = np.pad(rotated(a, 4.0 * seed, shift=(3, -2)), ((2, 0), (0, 4)), constant_values=np.nan)
+    b = b + rng.normal(scale=0.5, size=b.shape).astype(np.float32)
+    other = ring_surface(rng)
+    for x, y in ((a, b), (a, other), (b, other)):
+        ab = compare(signature(x), signature(y), SMALL)
+        ba = compare(signature(y), signature(x), SMALL)
+        assert_mirrored(ab, ba, x.shape, y.shape)
+    # the match is found either way
+    assert compare(signature(b), signature(a), SMALL).cmc_count >= 10
+
+
+@pytest.mark.slow
+def test_compare_is_symmetric_on_every_fadul_pair(fadul_dir):
+    """Every pair of the 19 real scans, as search compares them (default extraction and
+    parameters): the same count, score and (inverse) registration in either order."""
+    import csv
+    import itertools
+
+    from ribin.ingest import extract_file
+
+    with open(fadul_dir / "truth.csv", newline="") as fh:
+        files = [row["file"] for row in csv.DictReader(fh)]
+    sigs = [extract_file(fadul_dir / name).breech_face for name in files]
+    assert len(sigs) == 19
+    for a, b in itertools.combinations(sigs, 2):
+        assert_mirrored(compare(a, b), compare(b, a), a.surface.shape, b.surface.shape)
+
+
+def test_vote_corr_holds_each_cell_to_a_whole_cells_significance():
+    """Fisher's z scaled by the root of the area valid in both: a whole cell keeps its
+    correlation, a quarter cell needs 0.8 to count as 0.5 (tanh(atanh(0.8) / 2) = 0.5),
+    no overlap counts 0."""
+    import ribin.compare as cmp
+
+    corr = np.array([[0.5, 0.8005, 0.7995, -0.6, np.nan, 0.9]])
+    support = np.array([[1.0, 0.25, 0.25, 0.5, np.nan, 0.0]])
+    sweep = cmp._Sweep(np.zeros(1), np.zeros_like(corr), np.zeros_like(corr), corr, support)
+    got = cmp._vote_corr(sweep, CMCParams())
+    assert got[0, 0] == pytest.approx(0.5)
+    assert got[0, 1] >= 0.5 > got[0, 2]
+    assert got[0, 3] == pytest.approx(math.tanh(math.atanh(-0.6) * math.sqrt(0.5)))
+    assert np.isnan(got[0, 4]) and got[0, 5] == 0.0
+    assert_array_equal(cmp._vote_corr(sweep, CMCParams(area_weighted=False)), corr)
 
 
 def test_input_checks():
