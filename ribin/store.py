@@ -1146,10 +1146,18 @@ class SignatureStore:
         """Replace the manifest atomically: the commit point of every write."""
         data = (canonical_json(manifest) + "\n").encode()
         tmp = self.path / f".manifest-{secrets.token_hex(4)}.tmp"
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with open(tmp, "xb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:  # disk full, file size limit, I/O error: nothing committed
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise StoreError(
+                f"{self.path.name}/{MANIFEST}: cannot write the new manifest "
+                f"({exc.strerror or exc}); the store is unchanged"
+            ) from None
         _step("manifest-written")
         os.replace(tmp, self.path / MANIFEST)
         _step("manifest-replaced")
@@ -1191,10 +1199,15 @@ class SignatureStore:
             os.replace(tmp, self.path / SEGMENTS / name)
             _fsync_dir(self.path / SEGMENTS)
             _step("segment-renamed")
-        except BaseException:
+        except BaseException as exc:
             writer.abort()
             with contextlib.suppress(OSError):
                 tmp.unlink()
+            if isinstance(exc, OSError):  # fsync or rename failed: one line, nothing stored
+                raise StoreError(
+                    f"{self.path.name}/{SEGMENTS}/{name}: cannot write the segment "
+                    f"({exc.strerror or exc}); the store is unchanged"
+                ) from None
             raise
         index = writer.index(name, sequence)
         self._indices[name] = index

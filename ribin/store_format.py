@@ -386,8 +386,13 @@ class SegmentWriter:
         self._records: list[dict[str, str]] = []
         self._signatures: list[tuple[int, str, str, str, float]] = []
         self._vectors: list[np.ndarray] = []
-        # HDF5 1.10 object formats: a third of the overhead of the 1.8 ones, still widely read
-        self._file = h5py.File(path, "x", libver=("v110", "v110"), locking=False)
+        self._sink = _GuardedFile(path)
+        try:
+            # HDF5 1.10 object formats: a third of the overhead of the 1.8 ones, still widely read
+            self._file = h5py.File(self._sink, "w", libver=("v110", "v110"), locking=False)
+        except BaseException:
+            self._sink.close()
+            raise
         f = self._file
         _put_attrs(
             f,
@@ -404,7 +409,12 @@ class SegmentWriter:
         self._exhibits = f.create_group("exhibits")
         _set_encoding(self._exhibits, "ribin-exhibits")
 
+    def _check_sink(self) -> None:
+        if self._sink.error is not None:
+            raise self._sink.failure()
+
     def add(self, record: SegmentRecord) -> None:
+        self._check_sink()
         _write_exhibit(self._exhibits, record)
         row = len(self._records)
         self._records.append(
@@ -437,6 +447,7 @@ class SegmentWriter:
         ``signatures`` its (signature_id, kind, modality, pixel_size_um) rows and ``vectors``
         their prefilter features, as the source segment's tables give them.
         """
+        self._check_sink()
         self._exhibits.copy(source, row["content_id"])
         index = len(self._records)
         self._records.append({key: str(row[key]) for key in ("content_id", *INDEX_FIELDS)})
@@ -475,6 +486,8 @@ class SegmentWriter:
         sizes = np.asarray([s[4] for s in self._signatures], dtype=np.float64)
         _set_encoding(prefilter.create_dataset("pixel_size_um", data=sizes), "array")
         f.close()
+        self._sink.close()
+        self._check_sink()
 
     def index(self, name: str, sequence: int) -> SegmentIndex:
         """The tables just written, as :func:`read_segment_index` would read them back."""
@@ -492,10 +505,81 @@ class SegmentWriter:
         return SegmentIndex(name, exhibits, signatures, self.feature_version, sequence)
 
     def abort(self) -> None:
+        """Close without finishing; the caller deletes the file."""
         try:
             self._file.close()
         except Exception:  # the file is thrown away anyway
             pass
+        self._sink.close()
+
+
+class _GuardedFile:
+    """The file HDF5 writes a segment through (h5py's ``fileobj`` driver).
+
+    A write that fails (disk full, file size limit, I/O error) is never reported to HDF5:
+    HDF5 left in an error state mid-file has crashed the process on close. The first
+    error is kept instead, later writes are dropped, the writer stops at the next exhibit
+    and raises :class:`StoreError`, and the caller deletes the partial file.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        self.error: OSError | None = None
+        try:
+            self._fh = open(path, "x+b", buffering=0)  # noqa: SIM115 - closed by close()
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            raise StoreError(
+                f"{os.path.basename(self.path)}: cannot create the segment "
+                f"({exc.strerror or exc})"
+            ) from None
+
+    def failure(self) -> StoreError:
+        error = self.error
+        reason = (error.strerror or str(error)) if error is not None else "unknown error"
+        return StoreError(f"{os.path.basename(self.path)}: cannot write the segment ({reason})")
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def read(self, size: int = -1) -> bytes:
+        return self._fh.read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        return self._fh.readinto(buffer)
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        start = self._fh.tell()
+        if self.error is None:
+            try:
+                done = 0
+                while done < len(view):
+                    done += self._fh.write(view[done:]) or 0
+                return len(view)
+            except OSError as exc:
+                self.error = exc
+        self._fh.seek(start + len(view))  # as if written: HDF5 must not notice
+        return len(view)
+
+    def truncate(self, size: int | None = None) -> int:
+        if self.error is None:
+            try:
+                return self._fh.truncate(size)
+            except OSError as exc:
+                self.error = exc
+        return self._fh.tell() if size is None else size
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
 
 
 # ----------------------------------------------------------------------------- reading
