@@ -526,13 +526,12 @@ class _GuardedFile:
         self.path = os.fspath(path)
         self.error: OSError | None = None
         try:
-            self._fh = open(path, "x+b", buffering=0)  # noqa: SIM115 - closed by close()
+            self._fh = open(path, "x+b", buffering=0)  # closed by close()
         except FileExistsError:
             raise
         except OSError as exc:
             raise StoreError(
-                f"{os.path.basename(self.path)}: cannot create the segment "
-                f"({exc.strerror or exc})"
+                f"{os.path.basename(self.path)}: cannot create the segment ({exc.strerror or exc})"
             ) from None
 
     def failure(self) -> StoreError:
@@ -742,7 +741,9 @@ def check_exhibit_group(group: h5py.Group) -> None:
         elif name == "detection":
             _check_dict_group(_member(group, name, h5py.Group), 1)
         else:
-            raise StoreError(f"{_where(group)}: holds {name[:40]!r}, which the format does not define")
+            raise StoreError(
+                f"{_where(group)}: holds {name[:40]!r}, which the format does not define"
+            )
 
 
 def _check_dict_group(group: h5py.Group, depth: int) -> None:
@@ -970,7 +971,7 @@ def read_segment_features(f: h5py.File) -> np.ndarray:
     rows = _member(group, "signature_id", h5py.Dataset).shape
     width = group.attrs.get("feature_length", data.shape[1])
     version = group.attrs.get("feature_version")
-    from ribin import prefilter  # noqa: PLC0415 - only for the current feature length
+    from ribin import prefilter  # here: only for the current feature length
 
     if version == prefilter.FEATURE_VERSION:
         width = prefilter.FEATURE_LENGTH
