@@ -22,7 +22,7 @@ from ribin.memory import memory_budget
 from ribin.network import load_network
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hostile_inputs import measure, x3p_declaring  # noqa: E402
+from hostile_inputs import measure, x3p_declaring
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_x3p_bomb_refused_quickly_in_little_memory(x3p_bomb) -> None:
 @pytest.mark.parametrize("side", [100_000, 16384 * 4])
 def test_huge_declared_surface_is_one_line(tmp_path, side) -> None:
     path = x3p_declaring(tmp_path / "huge.x3p", side, side, fill=None)
-    with pytest.raises(InputError, match="huge.x3p: surface of .* exceeds the limit"):
+    with pytest.raises(InputError, match=r"huge\.x3p: surface of .* exceeds the limit"):
         read_x3p(path)
 
 
@@ -61,7 +61,7 @@ def test_over_budget_scan_is_refused_or_averaged_while_streaming(tmp_path, monke
     assert any("averaged" in w for w in scan.metadata["warnings"])
     assert np.isfinite(scan.heights).all()
     coarse = x3p_declaring(tmp_path / "coarse.x3p", 2048, 2048, noise=True, increment="4e-06")
-    with pytest.raises(InputError, match="over the budget of 64 MiB .*RIBIN_MEMORY_BUDGET"):
+    with pytest.raises(InputError, match=r"over the budget of 64 MiB .*RIBIN_MEMORY_BUDGET"):
         read_x3p(coarse)
     code = f"from ribin.io import read_x3p\nread_x3p({str(path)!r})"
     result = measure(code, env={**os.environ, "RIBIN_MEMORY_BUDGET": "64M"})
@@ -99,7 +99,7 @@ def test_memory_budget_variable(monkeypatch) -> None:
 @pytest.mark.parametrize("increment", ["1e300", "1e-300", "inf", "0"])
 def test_absurd_increment_is_one_line(tmp_path, increment) -> None:
     path = x3p_declaring(tmp_path / "inc.x3p", 64, 64, noise=True, increment=increment)
-    with pytest.raises(InputError, match="inc.x3p: X increment"):
+    with pytest.raises(InputError, match=r"inc\.x3p: X increment"):
         read_casing(path)
     result = CliRunner().invoke(main, ["ingest", str(tmp_path / "s"), str(path), "--country", "JM"])
     assert result.exit_code == 1 and "Traceback" not in result.output
@@ -112,13 +112,15 @@ def test_huge_image_is_one_line(tmp_path) -> None:
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
 
     header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
     png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
     path = tmp_path / "huge.png"
     path.write_bytes(png + chunk(b"IEND", b""))
-    result = measure(f"from ribin.io import read_casing\nread_casing({str(path)!r}, pixel_size_um=3)")
+    code = f"from ribin.io import read_casing\nread_casing({str(path)!r}, pixel_size_um=3)"
+    result = measure(code)
     assert result["returncode"] == 0, result["stderr"]
     assert result["outcome"].startswith("REFUSED huge.png:"), result["outcome"]
     assert result["peak_mb"] < 500
@@ -127,5 +129,5 @@ def test_huge_image_is_one_line(tmp_path) -> None:
 def test_network_file_with_sites_not_a_table(tmp_path) -> None:
     path = tmp_path / "net.toml"
     path.write_text('[countries.JM]\npublic_key = "x"\nsites = 5\n')
-    with pytest.raises(InputError, match="net.toml"):
+    with pytest.raises(InputError, match=r"net\.toml"):
         load_network(path)
