@@ -583,7 +583,10 @@ class _Bundle:
                     if size > info.file_size:
                         raise self.fail(f"{name} is longer than its declared size")
                     digest.update(block)
-                    sink(block)
+                    try:
+                        sink(block)
+                    except OSError as exc:  # disk full, file size limit: not the bundle's fault
+                        raise self.fail(f"cannot unpack {name} ({exc.strerror or exc})") from None
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
             raise self.fail(f"{name} cannot be read: damaged or truncated ({exc})") from None
         if size != info.file_size:

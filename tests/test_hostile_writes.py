@@ -37,6 +37,21 @@ main()
 """
 
 
+_LIMIT_AT_SEGMENT = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+from ribin.cli import main
+from ribin.store import SignatureStore
+write_segment = SignatureStore._write_segment
+def limited(self, *args, **kwargs):
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+    return write_segment(self, *args, **kwargs)
+SignatureStore._write_segment = limited
+sys.argv = ["ribin", *sys.argv[1:]]
+main()
+"""
+
+
 def run_limited(limit: int, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", _LIMITED, str(limit), *args],
@@ -107,8 +122,17 @@ def test_import_past_the_limit(tmp_path, keys, network) -> None:
     before = manifest_bytes(jm)
     args = ["sync", "import", str(jm), str(bundle), "--network", str(network.source)]
     args += ["--country", "JM"]
-    out = run_limited(2048, *args)
-    assert_one_line_failure(out, "File too large")
+    out = run_limited(2048, *args)  # the payload cannot even be unpacked
+    assert_one_line_failure(out, "cannot unpack payload/exhibits.h5 (File too large)")
+    assert_intact(jm, before, 4)
+    # unpacked and checked, then the store's new segment hits the limit (a full store disk)
+    out = subprocess.run(
+        [sys.executable, "-c", _LIMIT_AT_SEGMENT, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert_one_line_failure(out, "cannot write the segment (File too large)")
     assert_intact(jm, before, 4)
     out = run_limited(1 << 30, *args)  # with room again, the same bundle goes in
     assert out.returncode == 0, out.stderr
