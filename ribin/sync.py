@@ -18,12 +18,18 @@ failure with a :class:`BundleError` naming the check:
 2. the signature, over the exact manifest bytes, against the keys pinned in the network
    file, before anything in the manifest is believed; the signing key must be the pinned
    key of the site the manifest names as sender;
-3. the bundle format version, the scope, and that the sender is another country;
-4. the cursor: a bundle whose signed manifest was already imported is a no-op (nothing more
+3. every manifest field's type and range (cursors: integers, 0 <= from <= to <=
+   :data:`MAX_CURSOR`), the bundle format version, the scope, and that the sender is
+   another country;
+4. the SHA-256 and size of every payload file, before any shortcut: a tampered copy of an
+   imported bundle is refused, never taken for a repeat;
+5. the cursor: a bundle whose signed manifest was already imported is a no-op (nothing more
    is read); one whose range ends at or before the sender's last imported cursor (a replay)
    or starts after it (a gap) is refused;
-5. the SHA-256 and size of every payload file;
-6. the content: every exhibit belongs to the sender's country and is shared ``network``,
+6. the payload's structure: only the plain HDF5 groups, datasets and attributes the store
+   format defines (no links, external or virtual storage), shapes and types within limits,
+   written at the manifest's cursor;
+7. the content: every exhibit belongs to the sender's country and is shared ``network``,
    or ``cluster`` when this country shares a cluster with the sender; every signature ID
    and content ID recomputes from the surfaces; the manifest lists exactly the payload;
    every removal names an exhibit of the sender's country that, if stored here, was
