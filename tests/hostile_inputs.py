@@ -72,8 +72,13 @@ def x3p_declaring(
     return path
 
 
-def measure(code: str, env: dict[str, str] | None = None, timeout: float = 120) -> dict:
+def measure(code: str, env: dict[str, str] | None = None, timeout: float = 600) -> dict:
     """Run ``code`` in a fresh interpreter; its last stdout line and peak RSS (MB), seconds.
+
+    The peak is the child's own high-water mark (``VmHWM`` where /proc exists, else
+    ``ru_maxrss``): on Linux ``ru_maxrss`` keeps the high-water mark of the process before
+    ``exec``, i.e. the forked copy of a large parent (a pytest run holding 1 GB), so it
+    would report the parent's size, not the input's.
 
     ``code`` runs inside a try block; a :class:`ribin.errors.RibinError` prints
     ``REFUSED <message>``, anything else escapes (a traceback fails the caller's check).
@@ -89,6 +94,12 @@ def measure(code: str, env: dict[str, str] | None = None, timeout: float = 120) 
         "    print('REFUSED', str(exc))\n"
         "seconds = time.perf_counter() - start\n"
         "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "try:  # Linux: ru_maxrss also counts the parent's pages copied at fork; VmHWM not\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith('VmHWM:'):\n"
+        "            peak = int(line.split()[1]) / 1024\n"
+        "except OSError:\n"
+        "    pass\n"
         "print(f'PEAK {peak:.0f} SECONDS {seconds:.2f}')\n"
     )
     out = subprocess.run(
