@@ -180,7 +180,10 @@ def _parse(raw: Mapping[str, Any], source: str) -> Network:
             raise InputError(source, f"[countries.{code}] must be a table")
         countries[code] = Country(code, str(entry.get("name", code)), _sites(code, entry, source))
     clusters: dict[str, tuple[str, ...]] = {}
-    for name, entry in (raw.get("clusters") or {}).items():
+    clusters_raw = raw.get("clusters") or {}
+    if not isinstance(clusters_raw, Mapping):
+        raise InputError(source, "clusters must be [clusters.NAME] tables")
+    for name, entry in clusters_raw.items():
         members = entry.get("members") if isinstance(entry, Mapping) else None
         if not isinstance(members, list) or not members:
             raise InputError(source, f"[clusters.{name}] needs a non-empty members list")
@@ -198,7 +201,10 @@ def _sites(code: str, entry: Mapping[str, Any], source: str) -> tuple[Site, ...]
     sites: list[Site] = []
     if entry.get("public_key"):
         sites.append(Site(code, code, str(entry["public_key"])))
-    for name, site in (entry.get("sites") or {}).items():
+    tables = entry.get("sites") or {}
+    if not isinstance(tables, Mapping):
+        raise InputError(source, f"sites of {code} must be [countries.{code}.sites.NAME] tables")
+    for name, site in tables.items():
         if not isinstance(site, Mapping):
             raise InputError(source, f"[countries.{code}.sites.{name}] must be a table")
         key = site.get("public_key")

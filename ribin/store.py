@@ -29,6 +29,7 @@ import os
 import re
 import secrets
 import socket
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -52,6 +53,7 @@ from ribin.store_format import (
     SegmentWriter,
     check_exhibit_id,
     check_format,
+    check_segment_structure,
     exhibit_content_id,
     file_sha256,
     is_hex64,
@@ -388,23 +390,123 @@ def _audit(action: str, sequence: int, **details: Any) -> dict[str, Any]:
     }
 
 
+MAX_MANIFEST_BYTES = 1 << 30
+"""Largest manifest.json read (about 3 M audit records)."""
+_MAX_MANIFEST_DEPTH = 16
+
+
+def _read_manifest_bytes(path: Path) -> bytes:
+    """The manifest's bytes: a regular file, read no further than MAX_MANIFEST_BYTES.
+
+    Opened without blocking and checked with fstat first, so a FIFO, a device (a link to
+    ``/dev/zero``) or a directory in its place is refused instead of hanging or filling
+    memory.
+    """
+    name = f"{path.parent.name}/{path.name}"
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise StoreError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise StoreError(f"{name}: not a regular file (a device, FIFO or directory)")
+        if info.st_size > MAX_MANIFEST_BYTES:
+            raise StoreError(f"{name}: {info.st_size} bytes, over {MAX_MANIFEST_BYTES}")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            data = fh.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise StoreError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise StoreError(f"{name}: over {MAX_MANIFEST_BYTES} bytes")
+    return data
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of a JSON value, stopping once past ``limit``."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if level > limit:
+            return level
+        deepest = max(deepest, level)
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
+
+
+def _is_count(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
 def _check_manifest(manifest: Any, name: str) -> dict[str, Any]:
     if not isinstance(manifest, dict):
         raise StoreError(f"{name}: not a JSON object")
+    if _depth(manifest, _MAX_MANIFEST_DEPTH) > _MAX_MANIFEST_DEPTH:
+        raise StoreError(f"{name}: nested deeper than {_MAX_MANIFEST_DEPTH} levels")
     check_format(manifest, name)
-    for key, kind in (("sequence", int), ("segments", list), ("tombstones", list)):
-        if not isinstance(manifest.get(key), kind):
+    if not _is_count(manifest.get("sequence")):
+        raise StoreError(f"{name}: missing or bad 'sequence'")
+    for key in ("segments", "tombstones"):
+        if not isinstance(manifest.get(key), list):
             raise StoreError(f"{name}: missing or bad {key!r}")
     for entry in manifest["segments"]:
         if not isinstance(entry, dict) or not _SEGMENT_NAME.fullmatch(str(entry.get("name"))):
             raise StoreError(f"{name}: bad segment entry {str(entry)[:80]}")
-        if not is_hex64(str(entry.get("sha256"))):
+        if not isinstance(entry.get("sha256"), str) or not is_hex64(entry["sha256"]):
             raise StoreError(f"{name}: segment {entry['name']} has no valid sha256")
+        if not _is_count(entry.get("bytes", 0)) or not _is_count(entry.get("sequence", 0)):
+            raise StoreError(f"{name}: segment {entry['name']} has a bad size or sequence")
+        origin = entry.get("origin")
+        if origin is not None and not (
+            isinstance(origin, dict)
+            and isinstance(origin.get("country"), str)
+            and isinstance(origin.get("site"), str)
+        ):
+            raise StoreError(f"{name}: segment {entry['name']} has a bad origin")
     for entry in manifest["tombstones"]:
-        if not isinstance(entry, dict) or not {"segment", "content_id"} <= set(entry):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("segment"), str)
+            or not isinstance(entry.get("content_id"), str)
+            or not is_hex64(entry["content_id"])
+        ):
             raise StoreError(f"{name}: bad tombstone entry {str(entry)[:80]}")
-    manifest.setdefault("audit", [])
+    audit = manifest.setdefault("audit", [])
+    if not isinstance(audit, list) or not all(isinstance(e, dict) for e in audit):
+        raise StoreError(f"{name}: 'audit' is not a list of records")
+    _check_sync_state(manifest.get("sync", {}), name)
     return manifest
+
+
+def _check_sync_state(sync: Any, name: str) -> None:
+    """The ``sync`` object: the store's identity and a cursor range per sending site."""
+    if not isinstance(sync, dict):
+        raise StoreError(f"{name}: 'sync' is not an object")
+    identity = sync.get("identity")
+    if identity is not None and not (
+        isinstance(identity, dict)
+        and isinstance(identity.get("country"), str)
+        and isinstance(identity.get("site"), str)
+    ):
+        raise StoreError(f"{name}: sync.identity needs a country and a site")
+    received = sync.get("received", {})
+    if not isinstance(received, dict):
+        raise StoreError(f"{name}: sync.received is not an object")
+    for sender, cursor in received.items():
+        if not (
+            isinstance(cursor, dict)
+            and _is_count(cursor.get("from"))
+            and _is_count(cursor.get("to"))
+            and cursor["from"] <= cursor["to"]
+        ):
+            raise StoreError(f"{name}: sync.received of {sender[:40]} has a bad cursor range")
 
 
 # ----------------------------------------------------------------------------- the store
@@ -591,12 +693,12 @@ class SignatureStore:
             return
         name = f"{self.path.name}/{MANIFEST}"
         try:
-            text = (self.path / MANIFEST).read_bytes()
+            text = _read_manifest_bytes(self.path / MANIFEST)
         except FileNotFoundError:
             raise StoreError(f"{self.path}: no {MANIFEST} (not a RIBIN store)") from None
         try:
             manifest = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise StoreError(f"{name}: not valid JSON (damaged manifest)") from None
         manifest = _check_manifest(manifest, name)
         if self._same_state(manifest):
@@ -642,13 +744,29 @@ class SignatureStore:
     def _segment_path(self, name: str) -> Path:
         return self.path if self.single_file else self.path / SEGMENTS / name
 
+    def _regular_segment(self, name: str) -> Path:
+        """The segment's path, refused unless a regular file (no link) in the store."""
+        path = self._segment_path(name)
+        if self.single_file:
+            return path
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            raise _SegmentGone(name) from None
+        if not stat.S_ISREG(info.st_mode):
+            raise StoreError(
+                f"{self.path.name}/{SEGMENTS}/{name}: not a regular file in the store "
+                "(a link or a device); refused"
+            )
+        return path
+
     def _handle(self, name: str) -> h5py.File:
         handle = self._handles.get(name)
         if handle is not None:
             self._handles.move_to_end(name)
             return handle
         try:
-            handle = open_segment(self._segment_path(name))
+            handle = open_segment(self._regular_segment(name))
         except FileNotFoundError:
             raise _SegmentGone(name) from None
         self._handles[name] = handle
@@ -1026,7 +1144,13 @@ class SignatureStore:
 
     def _verify_segment(self, entry: dict, removed: set[str], report: VerifyReport) -> None:
         name = entry["name"]
-        path = self._segment_path(name)
+        try:
+            path = self._regular_segment(name)
+        except StoreError as exc:
+            report.problems.append(str(exc))
+            return
+        except _SegmentGone:
+            path = self._segment_path(name)
         try:
             digest, size = file_sha256(path)
         except FileNotFoundError:
@@ -1042,6 +1166,7 @@ class SignatureStore:
                 )
         try:
             handle = self._handle(name)
+            check_segment_structure(handle, exhibits=False)
             index = self._index(name)
             features = read_segment_features(handle)
             groups = set(iter_exhibit_names(handle))
@@ -1068,7 +1193,7 @@ class SignatureStore:
             where = f"{name}: exhibits/{content_id[:16]}…"
             try:
                 record: ExhibitRecord = read_exhibit(handle, content_id)
-            except (StoreError, OSError, KeyError, ValueError) as exc:
+            except (StoreError, OSError, KeyError, ValueError, RuntimeError) as exc:
                 report.problems.append(f"{where}: unreadable ({str(exc).splitlines()[0]})")
                 continue
             report.exhibits += content_id not in removed
@@ -1146,10 +1271,18 @@ class SignatureStore:
         """Replace the manifest atomically: the commit point of every write."""
         data = (canonical_json(manifest) + "\n").encode()
         tmp = self.path / f".manifest-{secrets.token_hex(4)}.tmp"
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with open(tmp, "xb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:  # disk full, file size limit, I/O error: nothing committed
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise StoreError(
+                f"{self.path.name}/{MANIFEST}: cannot write the new manifest "
+                f"({exc.strerror or exc}); the store is unchanged"
+            ) from None
         _step("manifest-written")
         os.replace(tmp, self.path / MANIFEST)
         _step("manifest-replaced")
@@ -1191,10 +1324,15 @@ class SignatureStore:
             os.replace(tmp, self.path / SEGMENTS / name)
             _fsync_dir(self.path / SEGMENTS)
             _step("segment-renamed")
-        except BaseException:
+        except BaseException as exc:
             writer.abort()
             with contextlib.suppress(OSError):
                 tmp.unlink()
+            if isinstance(exc, OSError):  # fsync or rename failed: one line, nothing stored
+                raise StoreError(
+                    f"{self.path.name}/{SEGMENTS}/{name}: cannot write the segment "
+                    f"({exc.strerror or exc}); the store is unchanged"
+                ) from None
             raise
         index = writer.index(name, sequence)
         self._indices[name] = index

@@ -386,8 +386,13 @@ class SegmentWriter:
         self._records: list[dict[str, str]] = []
         self._signatures: list[tuple[int, str, str, str, float]] = []
         self._vectors: list[np.ndarray] = []
-        # HDF5 1.10 object formats: a third of the overhead of the 1.8 ones, still widely read
-        self._file = h5py.File(path, "x", libver=("v110", "v110"), locking=False)
+        self._sink = _GuardedFile(path)
+        try:
+            # HDF5 1.10 object formats: a third of the overhead of the 1.8 ones, still widely read
+            self._file = h5py.File(self._sink, "w", libver=("v110", "v110"), locking=False)
+        except BaseException:
+            self._sink.close()
+            raise
         f = self._file
         _put_attrs(
             f,
@@ -404,7 +409,12 @@ class SegmentWriter:
         self._exhibits = f.create_group("exhibits")
         _set_encoding(self._exhibits, "ribin-exhibits")
 
+    def _check_sink(self) -> None:
+        if self._sink.error is not None:
+            raise self._sink.failure()
+
     def add(self, record: SegmentRecord) -> None:
+        self._check_sink()
         _write_exhibit(self._exhibits, record)
         row = len(self._records)
         self._records.append(
@@ -437,6 +447,7 @@ class SegmentWriter:
         ``signatures`` its (signature_id, kind, modality, pixel_size_um) rows and ``vectors``
         their prefilter features, as the source segment's tables give them.
         """
+        self._check_sink()
         self._exhibits.copy(source, row["content_id"])
         index = len(self._records)
         self._records.append({key: str(row[key]) for key in ("content_id", *INDEX_FIELDS)})
@@ -475,6 +486,8 @@ class SegmentWriter:
         sizes = np.asarray([s[4] for s in self._signatures], dtype=np.float64)
         _set_encoding(prefilter.create_dataset("pixel_size_um", data=sizes), "array")
         f.close()
+        self._sink.close()
+        self._check_sink()
 
     def index(self, name: str, sequence: int) -> SegmentIndex:
         """The tables just written, as :func:`read_segment_index` would read them back."""
@@ -492,10 +505,312 @@ class SegmentWriter:
         return SegmentIndex(name, exhibits, signatures, self.feature_version, sequence)
 
     def abort(self) -> None:
+        """Close without finishing; the caller deletes the file."""
         try:
             self._file.close()
         except Exception:  # the file is thrown away anyway
             pass
+        self._sink.close()
+
+
+class _GuardedFile:
+    """The file HDF5 writes a segment through (h5py's ``fileobj`` driver).
+
+    A write that fails (disk full, file size limit, I/O error) is never reported to HDF5:
+    HDF5 left in an error state mid-file has crashed the process on close. The first
+    error is kept instead, later writes are dropped, the writer stops at the next exhibit
+    and raises :class:`StoreError`, and the caller deletes the partial file.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        self.error: OSError | None = None
+        try:
+            self._fh = open(path, "x+b", buffering=0)  # closed by close()
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            raise StoreError(
+                f"{os.path.basename(self.path)}: cannot create the segment ({exc.strerror or exc})"
+            ) from None
+
+    def failure(self) -> StoreError:
+        error = self.error
+        reason = (error.strerror or str(error)) if error is not None else "unknown error"
+        return StoreError(f"{os.path.basename(self.path)}: cannot write the segment ({reason})")
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def read(self, size: int = -1) -> bytes:
+        return self._fh.read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        return self._fh.readinto(buffer)
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        start = self._fh.tell()
+        if self.error is None:
+            try:
+                done = 0
+                while done < len(view):
+                    done += self._fh.write(view[done:]) or 0
+                return len(view)
+            except OSError as exc:
+                self.error = exc
+        self._fh.seek(start + len(view))  # as if written: HDF5 must not notice
+        return len(view)
+
+    def truncate(self, size: int | None = None) -> int:
+        if self.error is None:
+            try:
+                return self._fh.truncate(size)
+            except OSError as exc:
+                self.error = exc
+        return self._fh.tell() if size is None else size
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+
+# ----------------------------------------------------------------------------- structure
+
+MAX_SURFACE_SIDE = 8192
+"""Largest side of a stored signature surface (a breech face at 1 um is ~5000 points)."""
+MAX_SURFACE_POINTS = 1 << 24
+"""Largest stored surface: 16.7 M points, 64 MB as float32, checked before it is read."""
+MAX_DETECTION_POINTS = 1 << 16
+"""Largest array in an exhibit's ``detection`` dict (only small vectors are stored)."""
+MAX_DETECTION_DEPTH = 4
+MAX_ROWS = 1 << 26
+"""Largest index or prefilter table of one segment (rows)."""
+MAX_STORAGE_RATIO = 1000.0
+"""Largest uncompressed/stored size of a large dataset: beyond it, a decompression bomb."""
+
+_ENCODING_ATTRS = frozenset({"encoding-type", "encoding-version"})
+SEGMENT_ATTRS = _ENCODING_ATTRS | {
+    "format",
+    "format_version",
+    "created_by",
+    "created_at",
+    "sequence",
+}
+EXHIBIT_ATTRS = frozenset(
+    {
+        *_ENCODING_ATTRS,
+        "content_id",
+        "exhibit_id",
+        *METADATA_FIELDS,
+        "source_sha256",
+        "source_name",
+        "software_version",
+        "stored_at",
+        "missing",
+        "warnings",
+    }
+)
+SIGNATURE_ATTRS = frozenset(
+    {
+        *_ENCODING_ATTRS,
+        "kind",
+        "modality",
+        "pixel_size_um",
+        "params",
+        "quality",
+        "signature_id",
+    }
+)
+EXHIBIT_MEMBERS = frozenset({*REGIONS, "detection"})
+PREFILTER_DATASETS = ("features", "signature_id", "exhibit", "kind", "modality", "pixel_size_um")
+_ALLOWED_FILTERS = {
+    h5py.h5z.FILTER_DEFLATE,
+    h5py.h5z.FILTER_SHUFFLE,
+    h5py.h5z.FILTER_FLETCHER32,
+}
+_PLAIN_LAYOUTS = {h5py.h5d.COMPACT, h5py.h5d.CONTIGUOUS, h5py.h5d.CHUNKED}
+
+
+def _member(group: h5py.Group, name: str, kind: type) -> Any:
+    """``group[name]`` if it is a hard link to a ``kind`` (Group or Dataset), else StoreError.
+
+    Soft and external links are refused before they are followed: a segment is one
+    self-contained file, and a link could point anywhere (another file, ``/dev/zero``).
+    """
+    try:
+        link = group.get(name, getlink=True)
+    except (KeyError, ValueError, RuntimeError, OSError) as exc:
+        raise StoreError(f"{_where(group)}/{name}: unreadable link ({_first_line(exc)})") from None
+    if link is None:
+        what = "dataset " if kind is h5py.Dataset else ""
+        raise StoreError(f"{_where(group)}: missing {what}{name!r}")
+    if not isinstance(link, h5py.HardLink):
+        raise StoreError(
+            f"{_where(group)}/{name}: is a {type(link).__name__}; only plain groups and "
+            "datasets are allowed"
+        )
+    item = group[name]
+    if not isinstance(item, kind):
+        raise StoreError(f"{_where(group)}/{name}: is not a {kind.__name__.lower()}")
+    return item
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:160] if text else type(exc).__name__
+
+
+def check_dataset(
+    data: h5py.Dataset,
+    *,
+    kinds: str,
+    ndim: int | tuple[int, ...],
+    max_points: int,
+    max_side: int | None = None,
+) -> None:
+    """Refuse a dataset that is not plain stored data of an expected type and size.
+
+    Checked from the header alone, before any element is read: no virtual layout, no
+    external raw storage, only gzip/shuffle/fletcher32 filters, dtype kind in ``kinds``,
+    ``ndim`` dimensions, at most ``max_points`` elements (and ``max_side`` per side), and
+    a large dataset's stored bytes not over :data:`MAX_STORAGE_RATIO` times smaller than
+    its size (unwritten chunks read back as the fill value: a bomb).
+    """
+    where = _where(data)
+    plist = data.id.get_create_plist()
+    if plist.get_layout() not in _PLAIN_LAYOUTS:
+        raise StoreError(f"{where}: virtual or unknown dataset layout is not allowed")
+    if plist.get_external_count():
+        raise StoreError(f"{where}: external raw storage is not allowed")
+    for i in range(plist.get_nfilters()):
+        if plist.get_filter(i)[0] not in _ALLOWED_FILTERS:
+            raise StoreError(f"{where}: filter {plist.get_filter(i)[0]} is not allowed")
+    dtype = data.dtype
+    kind = "T" if h5py.check_string_dtype(dtype) is not None and dtype.kind == "O" else dtype.kind
+    if kind not in kinds or dtype.fields is not None or dtype.subdtype is not None:
+        raise StoreError(f"{where}: data type {dtype} is not allowed here")
+    shape = data.shape
+    dims = (ndim,) if isinstance(ndim, int) else ndim
+    if shape is None or len(shape) not in dims:
+        raise StoreError(f"{where}: has {len(shape or ())} dimensions, expected {ndim}")
+    points = int(np.prod(shape, dtype=object)) if shape else 1
+    if points > max_points or (max_side is not None and shape and max(shape) > max_side):
+        raise StoreError(
+            f"{where}: shape {'x'.join(map(str, shape))} is over the limit of "
+            f"{max_points} points{f' or {max_side} per side' if max_side else ''}"
+        )
+    nbytes = points * dtype.itemsize
+    if nbytes > (1 << 20) and data.id.get_storage_size() * MAX_STORAGE_RATIO < nbytes:
+        raise StoreError(
+            f"{where}: {nbytes} bytes stored in {data.id.get_storage_size()}: refused as a "
+            "decompression bomb"
+        )
+
+
+def _check_attr_names(element: h5py.HLObject, allowed: frozenset[str]) -> None:
+    names = set(element.attrs.keys())
+    unknown = names - allowed
+    if unknown:
+        raise StoreError(
+            f"{_where(element)}: attribute(s) the format does not define: "
+            f"{', '.join(sorted(unknown))[:120]}"
+        )
+
+
+def check_exhibit_group(group: h5py.Group) -> None:
+    """Check one exhibit group's structure (links, members, attributes, surface sizes)."""
+    _check_attr_names(group, EXHIBIT_ATTRS)
+    for name in group.keys():
+        if name in REGIONS:
+            data = _member(group, name, h5py.Dataset)
+            check_dataset(
+                data,
+                kinds="f",
+                ndim=2,
+                max_points=MAX_SURFACE_POINTS,
+                max_side=MAX_SURFACE_SIDE,
+            )
+            _check_attr_names(data, SIGNATURE_ATTRS)
+        elif name == "detection":
+            _check_dict_group(_member(group, name, h5py.Group), 1)
+        else:
+            raise StoreError(
+                f"{_where(group)}: holds {name[:40]!r}, which the format does not define"
+            )
+
+
+def _check_dict_group(group: h5py.Group, depth: int) -> None:
+    if depth > MAX_DETECTION_DEPTH:
+        raise StoreError(f"{_where(group)}: nested deeper than {MAX_DETECTION_DEPTH} levels")
+    _check_attr_names(group, _ENCODING_ATTRS | {"values"})
+    names = list(group.keys())
+    if len(names) > 256:
+        raise StoreError(f"{_where(group)}: holds {len(names)} items (limit 256)")
+    for name in names:
+        link = group.get(name, getlink=True)
+        if not isinstance(link, h5py.HardLink):
+            _member(group, name, h5py.Group)  # raises, naming the link type
+        item = group[name]
+        if isinstance(item, h5py.Group):
+            _check_dict_group(item, depth + 1)
+        elif isinstance(item, h5py.Dataset):
+            check_dataset(item, kinds="biuf", ndim=(0, 1, 2), max_points=MAX_DETECTION_POINTS)
+            _check_attr_names(item, _ENCODING_ATTRS)
+        else:
+            raise StoreError(f"{_where(group)}/{name}: not a group or dataset")
+
+
+def check_segment_structure(f: h5py.File, *, exhibits: bool = True) -> None:
+    """Refuse a segment holding anything the format does not define.
+
+    Checks the root, ``index`` and ``prefilter`` (plain datasets of the expected types
+    and sizes, no links), and with ``exhibits`` every exhibit group too
+    (:func:`check_exhibit_group`). Used on every bundle payload before anything in it is
+    read, and by ``store verify``; readers check each exhibit group as they read it.
+    """
+    _check_attr_names(f, SEGMENT_ATTRS)
+    names = set(f.keys())
+    if names != {"exhibits", "index", "prefilter"}:
+        extra = sorted(names - {"exhibits", "index", "prefilter"})
+        raise StoreError(
+            f"{_file_name(f)}: top level holds {', '.join(extra)[:120] or 'too little'}; "
+            "expected exhibits, index and prefilter"
+        )
+    index = _member(f, "index", h5py.Group)
+    _check_attr_names(index, _ENCODING_ATTRS)
+    if set(index.keys()) != {"content_id", *INDEX_FIELDS}:
+        raise StoreError(f"{_where(index)}: datasets differ from the format's")
+    for name in ("content_id", *INDEX_FIELDS):
+        data = _member(index, name, h5py.Dataset)
+        check_dataset(data, kinds="ST", ndim=1, max_points=MAX_ROWS)
+        _check_attr_names(data, _ENCODING_ATTRS)
+    prefilter = _member(f, "prefilter", h5py.Group)
+    _check_attr_names(prefilter, _ENCODING_ATTRS | {"feature_version", "feature_length"})
+    if set(prefilter.keys()) != set(PREFILTER_DATASETS):
+        raise StoreError(f"{_where(prefilter)}: datasets differ from the format's")
+    for name in PREFILTER_DATASETS:
+        data = _member(prefilter, name, h5py.Dataset)
+        if name == "features":
+            check_dataset(data, kinds="f", ndim=2, max_points=MAX_ROWS * 4096)
+        elif name in ("exhibit", "pixel_size_um"):
+            check_dataset(data, kinds="iuf", ndim=1, max_points=MAX_ROWS)
+        else:
+            check_dataset(data, kinds="ST", ndim=1, max_points=MAX_ROWS)
+        _check_attr_names(data, _ENCODING_ATTRS)
+    groups = _member(f, "exhibits", h5py.Group)
+    _check_attr_names(groups, _ENCODING_ATTRS)
+    if exhibits:
+        for name in groups.keys():
+            if not is_hex64(name):
+                raise StoreError(f"{_where(groups)}: {name[:40]!r} is not a content ID")
+            check_exhibit_group(_member(groups, name, h5py.Group))
 
 
 # ----------------------------------------------------------------------------- reading
@@ -529,9 +844,12 @@ def open_segment(path: str | os.PathLike) -> h5py.File:
         encoding = attrs.encoding()
         if encoding != ("ribin-segment", "1"):
             raise StoreError(f"{name}: unknown encoding {encoding[0]!r} version {encoding[1]!r}")
-    except Exception:
+    except StoreError:
         f.close()
         raise
+    except Exception as exc:  # damaged attributes: h5py raises KeyError, RuntimeError, ...
+        f.close()
+        raise StoreError(f"{name}: damaged segment attributes ({_first_line(exc)})") from None
     return f
 
 
@@ -587,9 +905,8 @@ class SegmentIndex:
 
 
 def _strings(group: h5py.Group, name: str) -> np.ndarray:
-    if name not in group:
-        raise StoreError(f"{_where(group)}: missing dataset {name!r}")
-    data = group[name]
+    data = _member(group, name, h5py.Dataset)
+    check_dataset(data, kinds="ST", ndim=1, max_points=MAX_ROWS)
     if data.dtype.kind != "S":  # variable-length strings, as other tools may write them
         return np.asarray(data.asstr()[()], dtype=object)
     raw = data[()]
@@ -618,12 +935,10 @@ def _read_prefilter(group: h5py.Group, attrs: _Attrs) -> dict[str, Any]:
         "kind": _strings(group, "kind"),
         "modality": _strings(group, "modality"),
     }
-    if "exhibit" not in group:
-        raise StoreError(f"{_where(group)}: missing dataset 'exhibit'")
-    out["exhibit"] = group["exhibit"][()].astype(np.int64)
-    if "pixel_size_um" not in group:
-        raise StoreError(f"{_where(group)}: missing dataset 'pixel_size_um'")
-    out["pixel_size_um"] = group["pixel_size_um"][()].astype(np.float64)
+    for name, dtype in (("exhibit", np.int64), ("pixel_size_um", np.float64)):
+        data = _member(group, name, h5py.Dataset)
+        check_dataset(data, kinds="iuf", ndim=1, max_points=MAX_ROWS)
+        out[name] = data[()].astype(dtype)
     out["feature_version"] = int(attrs.get("feature_version"))
     n = len(out["signature_id"])
     if any(len(out[k]) != n for k in ("kind", "modality", "exhibit", "pixel_size_um")):
@@ -632,9 +947,7 @@ def _read_prefilter(group: h5py.Group, attrs: _Attrs) -> dict[str, Any]:
 
 
 def _child(group: h5py.Group, name: str) -> h5py.HLObject:
-    if name not in group:
-        raise StoreError(f"{_where(group)}: missing {name!r}")
-    return group[name]
+    return _member(group, name, h5py.HLObject)
 
 
 def read_segment_index(f: h5py.File, name: str | None = None) -> SegmentIndex:
@@ -652,8 +965,22 @@ def read_segment_index(f: h5py.File, name: str | None = None) -> SegmentIndex:
 
 def read_segment_features(f: h5py.File) -> np.ndarray:
     """The segment's prefilter matrix, shape (m, F), float32, in one read."""
-    group = _child(f, "prefilter")
-    return np.asarray(_child(group, "features")[()], dtype=np.float32)
+    group = _member(f, "prefilter", h5py.Group)
+    data = _member(group, "features", h5py.Dataset)
+    check_dataset(data, kinds="f", ndim=2, max_points=MAX_ROWS * 4096)
+    rows = _member(group, "signature_id", h5py.Dataset).shape
+    width = group.attrs.get("feature_length", data.shape[1])
+    version = group.attrs.get("feature_version")
+    from ribin import prefilter  # here: only for the current feature length
+
+    if version == prefilter.FEATURE_VERSION:
+        width = prefilter.FEATURE_LENGTH
+    if data.shape != (rows[0], width):
+        raise StoreError(
+            f"{_where(data)}: shape {data.shape}, expected ({rows[0]}, {width}) "
+            "(one row per signature, one column per feature)"
+        )
+    return np.asarray(data[()], dtype=np.float32)
 
 
 @_reads("ribin-signature", "1")
@@ -698,6 +1025,7 @@ class ExhibitRecord:
 
 @_reads("ribin-exhibit", "1")
 def _read_exhibit(group: h5py.Group, attrs: _Attrs) -> ExhibitRecord:
+    check_exhibit_group(group)
     regions: dict[str, Signature] = {}
     stored_ids: dict[str, str] = {}
     detection: dict[str, Any] = {}
@@ -725,8 +1053,15 @@ def _read_exhibit(group: h5py.Group, attrs: _Attrs) -> ExhibitRecord:
 
 def read_exhibit(f: h5py.File, content_id: str) -> ExhibitRecord:
     """One exhibit of an open segment, by content ID."""
-    exhibits = _child(f, "exhibits")
-    return read_element(_child(exhibits, content_id), "ribin-exhibit")
+    exhibits = _member(f, "exhibits", h5py.Group)
+    try:
+        return read_element(_member(exhibits, content_id, h5py.Group), "ribin-exhibit")
+    except StoreError:
+        raise
+    except Exception as exc:  # damaged HDF5 objects: h5py raises many types
+        raise StoreError(
+            f"{_file_name(f)}: exhibits/{content_id[:16]}… unreadable ({_first_line(exc)})"
+        ) from None
 
 
 def recompute_ids(record: ExhibitRecord) -> tuple[dict[str, str], str]:

@@ -18,12 +18,18 @@ failure with a :class:`BundleError` naming the check:
 2. the signature, over the exact manifest bytes, against the keys pinned in the network
    file, before anything in the manifest is believed; the signing key must be the pinned
    key of the site the manifest names as sender;
-3. the bundle format version, the scope, and that the sender is another country;
-4. the cursor: a bundle whose signed manifest was already imported is a no-op (nothing more
+3. every manifest field's type and range (cursors: integers, 0 <= from <= to <=
+   :data:`MAX_CURSOR`), the bundle format version, the scope, and that the sender is
+   another country;
+4. the SHA-256 and size of every payload file, before any shortcut: a tampered copy of an
+   imported bundle is refused, never taken for a repeat;
+5. the cursor: a bundle whose signed manifest was already imported is a no-op (nothing more
    is read); one whose range ends at or before the sender's last imported cursor (a replay)
    or starts after it (a gap) is refused;
-5. the SHA-256 and size of every payload file;
-6. the content: every exhibit belongs to the sender's country and is shared ``network``,
+6. the payload's structure: only the plain HDF5 groups, datasets and attributes the store
+   format defines (no links, external or virtual storage), shapes and types within limits,
+   written at the manifest's cursor;
+7. the content: every exhibit belongs to the sender's country and is shared ``network``,
    or ``cluster`` when this country shares a cluster with the sender; every signature ID
    and content ID recomputes from the surfaces; the manifest lists exactly the payload;
    every removal names an exhibit of the sender's country that, if stored here, was
@@ -65,6 +71,7 @@ from ribin.store import ExhibitConflictError, SignatureStore
 from ribin.store_format import (
     SegmentWriter,
     check_exhibit_id,
+    check_segment_structure,
     is_hex64,
     iter_exhibit_names,
     open_segment,
@@ -80,9 +87,29 @@ BUNDLE_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 PAYLOAD = "payload/exhibits.h5"
-MEMBERS = (MANIFEST, SIGNATURE, PAYLOAD)
+PAYLOAD_FILES = (PAYLOAD,)
+"""Members the signed manifest lists under ``files`` with their SHA-256 and size."""
 SCOPES = ("network", "cluster")
-_GROUP_MEMBERS = {"breech_face", "firing_pin", "detection"}
+MAX_CURSOR = 10**8
+"""Largest cursor accepted. A cursor is the sender's store sequence, one per commit, and
+every commit rewrites a manifest holding one audit record per commit so far: 10^8 commits
+would mean rewriting a manifest of more than 10 GB each time."""
+MAX_LISTED = 10_000_000
+"""Most exhibits or removals one manifest may list (the manifest cap bounds it too)."""
+
+
+def _member_caps(limits: BundleLimits) -> dict[str, int]:
+    """Every member a bundle may hold, with its size cap: the one place to add a new file.
+
+    A new payload file also goes in :data:`PAYLOAD_FILES` (so the signed manifest carries
+    its hash) and gets its own check after :func:`_extract_payload`.
+    """
+    return {
+        MANIFEST: limits.manifest_bytes,
+        SIGNATURE: 1024,
+        PAYLOAD: limits.payload_bytes,
+    }
+
 
 _SITE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}")
 _COUNTRY = re.compile(r"[A-Z]{2}")
@@ -111,6 +138,7 @@ class BundleLimits:
 
 
 DEFAULT_LIMITS = BundleLimits()
+MEMBERS = tuple(_member_caps(DEFAULT_LIMITS))
 
 
 class BundleError(InputError):
@@ -519,8 +547,9 @@ class _Bundle:
     def _check_members(self) -> None:
         infos = self.zip.infolist()
         names = [info.filename for info in infos]
+        caps = _member_caps(self.limits)
         for name in names:
-            if name not in MEMBERS:
+            if name not in caps:
                 raise self.fail(f"unexpected member {name[:80]!r} (allowed: {', '.join(MEMBERS)})")
         if len(set(names)) != len(names):
             raise self.fail("a member name appears twice")
@@ -529,9 +558,7 @@ class _Bundle:
                 raise self.fail(f"no {needed}")
         total = 0
         for info in infos:
-            cap = {MANIFEST: self.limits.manifest_bytes, SIGNATURE: 1024}.get(
-                info.filename, self.limits.payload_bytes
-            )
+            cap = caps[info.filename]
             if info.file_size > cap:
                 raise self.fail(
                     f"{info.filename} declares {info.file_size} bytes, over the limit of {cap}"
@@ -562,7 +589,10 @@ class _Bundle:
                     if size > info.file_size:
                         raise self.fail(f"{name} is longer than its declared size")
                     digest.update(block)
-                    sink(block)
+                    try:
+                        sink(block)
+                    except OSError as exc:  # disk full, file size limit: not the bundle's fault
+                        raise self.fail(f"cannot unpack {name} ({exc.strerror or exc})") from None
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
             raise self.fail(f"{name} cannot be read: damaged or truncated ({exc})") from None
         if size != info.file_size:
@@ -575,8 +605,11 @@ class _Bundle:
         return b"".join(parts)
 
     def extract(self, name: str, target: Path) -> tuple[str, int]:
-        with open(target, "xb") as fh:
-            return self._stream(name, fh.write)
+        try:
+            with open(target, "xb") as fh:
+                return self._stream(name, fh.write)
+        except OSError as exc:  # disk full, file size limit: one line, nothing imported
+            raise self.fail(f"cannot unpack {name} ({exc.strerror or exc})") from None
 
     def close(self) -> None:
         self.zip.close()
@@ -606,44 +639,96 @@ def _verify_signature(
 
 
 def _parse_manifest(bundle: _Bundle, body: bytes, signer: tuple[str, str]) -> dict[str, Any]:
+    """The signed manifest, its every field checked for type and range before use."""
     try:
         manifest = json.loads(body)
-    except ValueError:
-        raise bundle.fail(f"{MANIFEST} is not valid JSON") from None
+    except (ValueError, RecursionError):
+        raise bundle.fail(f"{MANIFEST} is not valid JSON (or nested too deeply)") from None
     if not isinstance(manifest, dict):
         raise bundle.fail(f"{MANIFEST} is not a JSON object")
     if manifest.get("format") != BUNDLE_FORMAT:
-        raise bundle.fail(f"format is {manifest.get('format')!r}, not {BUNDLE_FORMAT!r}")
+        raise bundle.fail(f"format is {str(manifest.get('format'))[:40]!r}, not {BUNDLE_FORMAT!r}")
     version = manifest.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise bundle.fail(f"format_version {version!r} is not valid")
+    if type(version) is not int or version < 1:
+        raise bundle.fail(f"format_version {str(version)[:20]!r} is not valid")
     if version > BUNDLE_FORMAT_VERSION:
         raise bundle.fail(
             f"written by bundle format {version}, this RIBIN reads format "
             f"{BUNDLE_FORMAT_VERSION} (upgrade RIBIN)"
         )
-    try:
-        sender = manifest["sender"]
-        country, site = str(sender["country"]), str(sender["site"])
-        since, to = manifest["cursor"]["from"], manifest["cursor"]["to"]
-        exhibits, removals = manifest["exhibits"], manifest["removals"]
-        files, scope = manifest["files"], manifest["scope"]
-    except (KeyError, TypeError):
-        raise bundle.fail(f"{MANIFEST} lacks sender, cursor, exhibits, removals or files") from None
+    missing = [
+        key
+        for key, kind in (
+            ("sender", dict),
+            ("cursor", dict),
+            ("exhibits", list),
+            ("removals", list),
+            ("files", dict),
+            ("scope", str),
+        )
+        if not isinstance(manifest.get(key), kind)
+    ]
+    if missing:
+        raise bundle.fail(
+            f"{MANIFEST}: {', '.join(missing)} missing or of the wrong type (sender, cursor "
+            "and files are objects, exhibits and removals lists, scope text)"
+        )
+    sender = manifest["sender"]
+    country, site = sender.get("country"), sender.get("site")
+    if not (isinstance(country, str) and isinstance(site, str)) or not isinstance(
+        sender.get("store_id", ""), str
+    ):
+        raise bundle.fail(f"{MANIFEST}: sender country, site and store_id must be text")
     if (country, site) != signer:
         raise bundle.fail(
-            f"manifest says it comes from {country}/{site} but is signed by the key of "
-            f"{signer[0]}/{signer[1]}"
+            f"manifest says it comes from {country[:8]}/{site[:64]} but is signed by the key "
+            f"of {signer[0]}/{signer[1]}"
         )
-    if not (isinstance(since, int) and isinstance(to, int) and 0 <= since <= to):
-        raise bundle.fail(f"cursor range {since!r}..{to!r} is not valid")
-    if not isinstance(exhibits, list) or not isinstance(removals, list):
-        raise bundle.fail("exhibits and removals must be lists")
-    if not isinstance(files, dict) or set(files) - {PAYLOAD}:
-        raise bundle.fail(f"files must list only {PAYLOAD}")
-    if not isinstance(scope, str):
-        raise bundle.fail("scope is not text")
+    _check_cursor_range(bundle, manifest["cursor"])
+    if max(len(manifest["exhibits"]), len(manifest["removals"])) > MAX_LISTED:
+        raise bundle.fail(f"lists more than {MAX_LISTED} exhibits or removals")
+    files = manifest["files"]
+    if set(files) - set(PAYLOAD_FILES):
+        raise bundle.fail(f"files must list only {', '.join(PAYLOAD_FILES)}")
+    for name, entry in files.items():
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("sha256"), str)
+            and is_hex64(entry["sha256"])
+            and type(entry.get("bytes")) is int
+            and entry["bytes"] >= 0
+        ):
+            raise bundle.fail(f"files entry of {name} needs a sha256 (64 hex digits) and bytes")
     return manifest
+
+
+def _check_cursor_range(bundle: _Bundle, cursor: Mapping[str, Any]) -> None:
+    """``from`` and ``to``: integers (not booleans), 0 <= from <= to <= MAX_CURSOR."""
+    since, to = cursor.get("from"), cursor.get("to")
+    if not (type(since) is int and type(to) is int and 0 <= since <= to <= MAX_CURSOR):
+        raise bundle.fail(
+            f"cursor range {str(since)[:24]}..{str(to)[:24]} is not valid (integers "
+            f"0 <= from <= to <= {MAX_CURSOR})"
+        )
+
+
+def _extract_payload(bundle: _Bundle, manifest: Mapping[str, Any], work: Path) -> Path | None:
+    """Unpack every file the manifest lists, checking its SHA-256 and size against it.
+
+    Runs before anything else is decided from the bundle (also before "already imported"),
+    so a tampered bundle is always refused, never taken for a repeat.
+    """
+    listed = manifest["files"]
+    if set(bundle.members) - {MANIFEST, SIGNATURE} != set(listed):
+        raise bundle.fail("the zip's payload members differ from the manifest's files")
+    if PAYLOAD not in listed:
+        return None
+    expected = listed[PAYLOAD]
+    payload = work / "payload.h5"
+    digest, size = bundle.extract(PAYLOAD, payload)
+    if digest != expected["sha256"] or size != expected["bytes"]:
+        raise bundle.fail(f"{PAYLOAD}: SHA-256 or size does not match the manifest")
+    return payload
 
 
 def import_bundle(
@@ -701,6 +786,7 @@ def import_bundle(
             )
         _check_scope(bundle, manifest["scope"], sender_country, own_country, network)
 
+        payload = _extract_payload(bundle, manifest, work)
         result = ImportResult(
             str(bundle_path),
             sender_country,
@@ -717,21 +803,11 @@ def import_bundle(
             return result  # the signed manifest was imported: nothing to read or change
         _check_cursor(bundle, store, sender_country, sender_site, since, to)
 
-        payload = None
-        if set(bundle.members) - {MANIFEST, SIGNATURE} != set(manifest["files"]):
-            raise bundle.fail("the zip's payload members differ from the manifest's files")
-        if PAYLOAD in manifest["files"]:
-            expected = manifest["files"][PAYLOAD]
-            payload = work / "payload.h5"
-            digest, size = bundle.extract(PAYLOAD, payload)
-            if digest != expected.get("sha256") or size != expected.get("bytes"):
-                raise bundle.fail(f"{PAYLOAD}: SHA-256 or size does not match the manifest")
-
         handle = _open_payload(bundle, payload)
         if handle is not None:
             opened.append(handle)
         items = _read_payload(bundle, store, handle, manifest, sender_country, own_country, network)
-        removals = _check_removals(bundle, manifest["removals"], sender_country)
+        removals = _check_removals(bundle, manifest["removals"], sender_country, since, to)
         sender_key = f"{sender_country}/{sender_site}"
 
         def check(locked: SignatureStore) -> None:
@@ -838,7 +914,12 @@ def _check_cursor(
     bundle: _Bundle, store: SignatureStore, country: str, site: str, since: int, to: int
 ) -> None:
     last = store.sync_state().get("received", {}).get(f"{country}/{site}")
-    last_to = int(last["to"]) if last else 0
+    last_to = last.get("to") if isinstance(last, dict) else 0
+    if type(last_to) is not int or last_to < 0:  # the store's own manifest is damaged
+        raise StoreError(
+            f"{store.path.name}: the recorded cursor of {country}/{site} ({str(last_to)[:24]}) "
+            "is not a whole number; the store's manifest is damaged"
+        )
     if last and to <= last_to:
         raise bundle.fail(
             f"replay: covers cursor {since}..{to} but {country}/{site} is already imported up "
@@ -852,12 +933,22 @@ def _check_cursor(
 
 
 def _check_removals(
-    bundle: _Bundle, removals: list[Any], sender_country: str
+    bundle: _Bundle, removals: list[Any], sender_country: str, since: int, to: int
 ) -> list[tuple[str, str]]:
     out = []
     for removal in removals:
-        if not isinstance(removal, dict) or not is_hex64(str(removal.get("content_id"))):
+        if (
+            not isinstance(removal, dict)
+            or not isinstance(removal.get("content_id"), str)
+            or not is_hex64(removal["content_id"])
+        ):
             raise bundle.fail(f"bad removal entry {str(removal)[:80]}")
+        sequence = removal.get("sequence", to)
+        if type(sequence) is not int or not since < sequence <= to:
+            raise bundle.fail(
+                f"removal of {removal['content_id'][:16]}… has sequence {str(sequence)[:24]}, "
+                f"outside the bundle's cursor range {since}..{to}"
+            )
         if removal.get("country") != sender_country:
             raise bundle.fail(
                 f"removal of {removal.get('exhibit_id')!r} of {removal.get('country')!r}: "
@@ -884,13 +975,23 @@ def _read_payload(
         return []
     expected: dict[str, Mapping[str, Any]] = {}
     for entry in listed:
-        if not isinstance(entry, dict) or not is_hex64(str(entry.get("content_id"))):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("content_id"), str)
+            or not is_hex64(entry["content_id"])
+        ):
             raise bundle.fail(f"bad exhibit entry {str(entry)[:80]}")
         if entry["content_id"] in expected:
             raise bundle.fail(f"exhibit {entry['content_id'][:16]}… is listed twice")
         expected[entry["content_id"]] = entry
     items = []
     try:
+        sequence = handle.attrs.get("sequence")
+        if sequence != manifest["cursor"]["to"]:
+            raise bundle.fail(
+                f"{PAYLOAD} was written at cursor {str(sequence)[:24]}, the manifest says "
+                f"{manifest['cursor']['to']}"
+            )
         index = read_segment_index(handle, PAYLOAD)
         groups = list(iter_exhibit_names(handle))
         content_ids = list(index.exhibits["content_id"])
@@ -898,9 +999,6 @@ def _read_payload(
             raise bundle.fail("the payload's exhibits differ from the manifest's list")
         for content_id in groups:
             entry = expected[content_id]
-            extra = set(handle["exhibits"][content_id]) - _GROUP_MEMBERS
-            if extra:
-                raise bundle.fail(f"exhibit group {content_id[:16]}… holds unknown {sorted(extra)}")
             record = read_exhibit(handle, content_id)
             meta = record.metadata
             label = f"exhibit {meta.country}/{record.exhibit.exhibit_id}"
@@ -933,18 +1031,32 @@ def _read_payload(
             items.append(item)
     except BundleError:
         raise
-    except (StoreError, OSError, KeyError, ValueError, TypeError) as exc:
-        raise bundle.fail(f"{PAYLOAD}: unreadable ({str(exc).splitlines()[0][:160]})") from None
+    except Exception as exc:  # hostile HDF5: h5py raises many types
+        raise bundle.fail(f"{PAYLOAD}: unreadable ({_first_line(exc)})") from None
     return items
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0][:160] if text else type(exc).__name__
+    return line.removeprefix("payload.h5: ")  # the temporary file's name says nothing
 
 
 def _open_payload(bundle: _Bundle, payload: Path | None) -> h5py.File | None:
     if payload is None:
         return None
     try:
-        return open_segment(payload)
+        handle = open_segment(payload)
     except (StoreError, OSError) as exc:
-        raise bundle.fail(f"{PAYLOAD}: {exc}") from None
+        raise bundle.fail(f"{PAYLOAD}: {_first_line(exc)}") from None
+    try:
+        check_segment_structure(handle)  # every link, dataset and attribute, before reading
+    except BaseException as exc:
+        handle.close()
+        if isinstance(exc, Exception):
+            raise bundle.fail(f"{PAYLOAD}: {_first_line(exc)}") from None
+        raise
+    return handle
 
 
 __all__ = [

@@ -136,16 +136,39 @@ def _wait_for(fd: int, marker: bytes, seen: bytearray) -> None:
 
 def test_writer_killed_at_random_points_leaves_last_complete_state(tmp_path: Path) -> None:
     """32 SIGKILLs, each at a random moment of a write, removal or compaction."""
+    kills, batches = _random_kills(tmp_path, 32, seed=6)
+    assert kills == 32 and batches >= 2  # the writer made progress between kills
+
+
+@pytest.mark.slow
+def test_writer_killed_a_thousand_times(tmp_path: Path) -> None:
+    """1,000 SIGKILLs (``RIBIN_KILLS`` sets another count), a fresh store every 50 so each
+    check stays quick; every state after every kill verified."""
+    total = int(os.environ.get("RIBIN_KILLS", "1000"))
+    kills = batches = 0
+    for round_ in range((total + 49) // 50):
+        done, made = _random_kills(tmp_path / f"r{round_}", min(50, total - kills), seed=round_)
+        kills += done
+        batches += made
+    print(f"{kills} kills in all, {batches} batches committed")
+    assert kills == total and batches >= (total + 49) // 50  # progress between kills
+
+
+def _random_kills(tmp_path: Path, count: int, seed: int) -> tuple[int, int]:
+    """Kill a writer ``count`` times at random moments; check the store after each kill.
+
+    Returns (kills, batches committed).
+    """
     path = tmp_path / "crash.ribin"
     SignatureStore.open(path, "x").close()
-    rng = random.Random(6)
+    rng = random.Random(seed)
     next_batch = 0
     history: dict[int, int] = {}
     started = time.monotonic()
     kills = 0
     outcomes: Counter = Counter()
     commit_seconds = 0.1  # running estimate of one add, so kills spread over its steps
-    for _ in range(32):
+    for _ in range(count):
         pid, fd = _child(_ingest_forever, path, next_batch)
         seen = bytearray()
         _wait_for(fd, b"begin", seen)  # a write is under way
@@ -177,7 +200,7 @@ def test_writer_killed_at_random_points_leaves_last_complete_state(tmp_path: Pat
         f"writer killed {kills} times in {seconds:.1f} s, verified after each: {next_batch} batches"
     )
     print(dict(outcomes))
-    assert next_batch >= 2  # the writer made progress between kills (even on a busy machine)
+    return kills, next_batch
 
 
 @pytest.mark.parametrize(

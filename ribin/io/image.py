@@ -31,6 +31,7 @@ import numpy as np
 
 from ribin.errors import InputError
 from ribin.io._files import atomic_output, check_input_file, read_head, sha256_file
+from ribin.memory import INGEST_BYTES_PER_POINT, check_memory
 
 __all__ = ["Image2D", "read_image", "write_image"]
 
@@ -39,6 +40,9 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 MIN_PLAUSIBLE_PIXEL_UM = 0.01
 MAX_PLAUSIBLE_PIXEL_UM = 50.0
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+# A real micrograph holds at least a bit per pixel after compression; far fewer bytes
+# per pixel is a decompression bomb or an empty frame.
+_MAX_PIXELS_PER_BYTE = 1000
 _UNIT_UM = {"um": 1.0, "micron": 1.0, "microns": 1.0, "µm": 1.0, "\u03bcm": 1.0}
 _UNIT_UM.update({"nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6})
 
@@ -179,6 +183,15 @@ def _check_size(path: str, width: int, height: int, max_pixels: int) -> None:
             f"image of {width} x {height} pixels exceeds the limit of {max_pixels} pixels "
             "(possible decompression bomb)",
         )
+    pixels = width * height
+    size = os.path.getsize(path)
+    if pixels > (1 << 20) and pixels > _MAX_PIXELS_PER_BYTE * size:
+        raise InputError(
+            path,
+            f"{size} bytes declare {width} x {height} pixels ({pixels / size:.0f} per byte): "
+            "refused as a decompression bomb or blank image",
+        )
+    check_memory(path, f"an image of {width} x {height} pixels", pixels * INGEST_BYTES_PER_POINT)
 
 
 def _read_with_pillow(

@@ -39,6 +39,7 @@ import numpy as np
 
 from ribin.errors import InputError
 from ribin.io._files import atomic_output, check_input_file, sha256_file
+from ribin.memory import INGEST_BYTES_PER_POINT, check_expansion, check_memory, memory_budget
 
 __all__ = ["X3P", "read_x3p", "write_x3p"]
 
@@ -55,6 +56,11 @@ _MAX_LATERAL_INCREMENT_M = 1e-3
 # written in micrometres.
 _MAX_HEIGHT_M = 1e-2
 _MAX_XML_BYTES = 16 << 20
+# Plausible lateral pixel sizes (um): from an AFM's nanometre to a millimetre.
+_PIXEL_UM_RANGE = (1e-3, 1e3)
+# Coarsest pixel a scan over the memory budget may be averaged down to while it is read:
+# the Fadul scans' 6.25 um, under half the 16 um short cut-off of the signatures.
+MAX_STREAMED_PIXEL_UM = 6.25
 _MAX_MASK_BYTES = 64 << 20
 _DEFAULT_MASK_BACKGROUND = "#cd7f32"
 _MASK_VALID_COLOUR = "#ffffff"
@@ -247,6 +253,13 @@ def _read_archive(
             increments.append(increment * 1e6)
             units.add("m")
         increments_m.append(increment / 1e6 if increment > _MAX_LATERAL_INCREMENT_M else increment)
+        low, high = _PIXEL_UM_RANGE
+        if not low <= increments[-1] <= high:
+            raise InputError(
+                path,
+                f"{name} increment {increment!r} gives a pixel of {increments[-1]:.3g} um, "
+                f"outside the plausible {low:g} to {high:g} um",
+            )
     if len(units) > 1:
         warnings.append("X and Y increments look like different units; each taken on its own")
     increment_unit = "um (detected)" if "um (detected)" in units else "m"
@@ -275,11 +288,42 @@ def _read_archive(
             f"{data_name} holds {data_info.file_size} bytes but the header says "
             f"{size_x} x {size_y} points of type {data_type} ({expected_bytes} bytes)",
         )
-    raw = _read_member(path, archive, data_info, expected_bytes, data_name, exact=True)
+    check_expansion(path, data_name, data_info.file_size, data_info.compress_size)
+    block = _downsampling(path, size_x, size_y, increments)
+    z_increment = cz["increment"] if cz["increment"] is not None else 1.0
+    z_offset = cz["offset"] if cz["offset"] is not None else 0.0
+    if not (math.isfinite(z_increment) and z_increment != 0 and math.isfinite(z_offset)):
+        raise InputError(path, f"Z increment {z_increment!r} / offset {z_offset!r} unusable")
+    if block > 1:
+        valid_raw = _valid_points(
+            path, archive, members, prefix, data_link, n_points, warnings, unpack=False
+        )
+        heights, data_md5 = _read_averaged(
+            path,
+            archive,
+            data_info,
+            dtype,
+            (size_y, size_x),
+            block,
+            valid_raw,
+            z_increment,
+            z_offset,
+        )
+        warnings.append(
+            f"{size_x} x {size_y} points averaged {block} x {block} while reading, to stay "
+            f"within the memory budget ({increments[0]:.4g} um -> {increments[0] * block:.4g} um)"
+        )
+        increments = [value * block for value in increments]
+        increments_m = [value * block for value in increments_m]
+        size_y, size_x = heights.shape
+        raw = None
+    else:
+        raw = _read_member(path, archive, data_info, expected_bytes, data_name, exact=True)
+        data_md5 = hashlib.md5(raw).hexdigest()
 
     stated_md5 = _text(data_link, "MD5ChecksumPointData").lower()
     if stated_md5:
-        if hashlib.md5(raw).hexdigest() != stated_md5:
+        if data_md5 != stated_md5:
             if verify_checksum:
                 raise InputError(path, f"{data_name} checksum mismatch (file altered or damaged)")
             warnings.append(f"{data_name} checksum mismatch (ignored: verify_checksum=False)")
@@ -289,20 +333,16 @@ def _read_archive(
     else:
         checksums["point_data"] = "absent"
 
-    values = np.frombuffer(raw, dtype=dtype).reshape(size_y, size_x)
-    valid_bits = _valid_points(path, archive, members, prefix, data_link, n_points, warnings)
-
-    z_increment = cz["increment"] if cz["increment"] is not None else 1.0
-    z_offset = cz["offset"] if cz["offset"] is not None else 0.0
-    if not (math.isfinite(z_increment) and z_increment != 0 and math.isfinite(z_offset)):
-        raise InputError(path, f"Z increment {z_increment!r} / offset {z_offset!r} unusable")
-    if data_type in ("D", "F") and z_increment == 1.0 and z_offset == 0.0:
-        # the common case: values are metres already; keep their exact bits and type
-        heights = values.astype(values.dtype.newbyteorder("="), copy=False)
-    else:
-        heights = values.astype(np.float64) * z_increment + z_offset
-    if valid_bits is not None:
-        heights[~valid_bits.reshape(size_y, size_x)] = np.nan
+    if raw is not None:
+        values = np.frombuffer(raw, dtype=dtype).reshape(size_y, size_x)
+        valid_bits = _valid_points(path, archive, members, prefix, data_link, n_points, warnings)
+        if data_type in ("D", "F") and z_increment == 1.0 and z_offset == 0.0:
+            # the common case: values are metres already; keep their exact bits and type
+            heights = values.astype(values.dtype.newbyteorder("="), copy=False)
+        else:
+            heights = values.astype(np.float64) * z_increment + z_offset
+        if valid_bits is not None:
+            heights[~valid_bits.reshape(size_y, size_x)] = np.nan
     infinite = np.isinf(heights)
     if infinite.any():
         heights[infinite] = np.nan
@@ -316,7 +356,12 @@ def _read_archive(
         heights = heights.astype(np.float64) * 1e-6
         z_unit = "um (detected)"
 
-    mask, mask_meta = _read_mask(path, archive, members, prefix, record3, size_x, size_y)
+    if block > 1:
+        mask, mask_meta = None, {}
+        if members.get(prefix + "bindata/mask.png") is not None:
+            warnings.append("mask.png ignored: the surface was averaged while reading")
+    else:
+        mask, mask_meta = _read_mask(path, archive, members, prefix, record3, size_x, size_y)
     warnings.extend(mask_meta.pop("warnings", []))
 
     metadata: dict[str, Any] = {
@@ -479,8 +524,13 @@ def _valid_points(
     data_link: ET.Element,
     n_points: int,
     warnings: list[str],
+    *,
+    unpack: bool = True,
 ) -> np.ndarray | None:
-    """The ISO 5436-2 validity bits (``bindata/valid.bin``), or None when absent."""
+    """The ISO 5436-2 validity bits (``bindata/valid.bin``), or None when absent.
+
+    With ``unpack=False``, the packed bytes (uint8, one bit per point, LSB first).
+    """
     name = _text(data_link, "ValidPointsLink")
     if not name:
         return None
@@ -496,8 +546,90 @@ def _valid_points(
     stated = _text(data_link, "MD5ChecksumValidPoints").lower()
     if stated and hashlib.md5(raw).hexdigest() != stated:
         warnings.append(f"{name} checksum mismatch")
+    if not unpack:
+        return np.frombuffer(raw, dtype=np.uint8)
     bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little")
     return bits[:n_points].astype(bool)
+
+
+def _downsampling(path: str, size_x: int, size_y: int, increments: list[float]) -> int:
+    """Block size (1: none) that keeps reading and extracting a scan within the budget.
+
+    A scan whose full-resolution ingest would pass the memory budget is averaged in
+    ``k x k`` blocks while its point data streams in, never held whole; if even the
+    coarsest allowed pixel (:data:`MAX_STREAMED_PIXEL_UM`) does not fit, it is refused.
+    """
+    need = size_x * size_y * INGEST_BYTES_PER_POINT
+    budget = memory_budget()
+    if need <= budget:
+        return 1
+    block = math.ceil(math.sqrt(need / budget))
+    while (size_x // block) * (size_y // block) * INGEST_BYTES_PER_POINT > budget:
+        block += 1
+    if max(increments) * block > MAX_STREAMED_PIXEL_UM or min(size_x, size_y) < block * 16:
+        check_memory(path, f"a surface of {size_x} x {size_y} points", need)
+    return block
+
+
+def _read_averaged(
+    path: str,
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    dtype: np.dtype,
+    shape: tuple[int, int],
+    block: int,
+    valid_raw: np.ndarray | None,
+    z_increment: float,
+    z_offset: float,
+) -> tuple[np.ndarray, str]:
+    """Heights averaged over ``block x block`` points, read ``block`` rows at a time.
+
+    Returns the (SizeY // block, SizeX // block) heights in metres (NaN where under half
+    the points of a block are valid) and the MD5 of all the point data. Never holds more
+    than ``block`` rows of the input.
+    """
+    size_y, size_x = shape
+    out_y, out_x = size_y // block, size_x // block
+    heights = np.empty((out_y, out_x), dtype=np.float64)
+    row_bytes = size_x * dtype.itemsize
+    buffer = bytearray(row_bytes * block)
+    view = memoryview(buffer)
+    digest = hashlib.md5()
+    with archive.open(info) as member:
+
+        def fill(count: int) -> None:
+            filled = 0
+            while filled < count:
+                got = member.readinto(view[filled:count])
+                if not got:
+                    raise InputError(path, f"{info.filename} is shorter than its zip header says")
+                filled += got
+            digest.update(view[:count])
+
+        for i in range(out_y):
+            fill(len(buffer))
+            values = np.frombuffer(buffer, dtype=dtype).reshape(block, size_x)[:, : out_x * block]
+            values = values.astype(np.float64) * z_increment + z_offset
+            if valid_raw is not None:
+                first = i * block * size_x
+                bits = np.unpackbits(
+                    valid_raw[first // 8 : (first + block * size_x + 7) // 8 + 1],
+                    bitorder="little",
+                )[first % 8 : first % 8 + block * size_x]
+                values[~bits.reshape(block, size_x)[:, : out_x * block].astype(bool)] = np.nan
+            values[~np.isfinite(values)] = np.nan
+            cells = values.reshape(block, out_x, block)
+            count = np.count_nonzero(np.isfinite(cells), axis=(0, 2))
+            total = np.nansum(cells, axis=(0, 2))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                row = total / count
+            row[count * 2 < block * block] = np.nan
+            heights[i] = row
+        for _ in range(size_y - out_y * block):
+            fill(row_bytes)
+        if member.read(1):
+            raise InputError(path, f"{info.filename} is longer than its zip header says")
+    return heights, digest.hexdigest()
 
 
 def _parse_colour(text: str) -> tuple[int, int, int] | None:
