@@ -1391,7 +1391,8 @@ class SignatureStore:
             if differ:
                 raise ExhibitConflictError(
                     f"{self.path.name}: exhibit {exhibit_id!r} is already stored with the same "
-                    f"signatures but other details ({differ}); remove it first to change them"
+                    f"signatures but other details ({differ}); remove it first to change them "
+                    "(ribin store remove)"
                 )
             return AddResult(
                 exhibit_id,
