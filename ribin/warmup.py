@@ -62,7 +62,20 @@ def warm_up() -> float:
     for params in DEFAULT_PARAMS.values():
         a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
         a[outside] = b[outside] = np.nan
-        compare_surfaces(a, b, 25.0, params)
+        # Numba compiles per argument type, read-only arrays (stored signatures) apart from
+        # writable ones (a freshly extracted query): every pairing a search or compare makes
+        frozen_a, frozen_b = a.copy(), b.copy()
+        frozen_a.setflags(write=False)
+        frozen_b.setflags(write=False)
+        for first, second in ((a, b), (frozen_a, frozen_b), (a, frozen_b), (frozen_a, b)):
+            compare_surfaces(first, second, 25.0, params)
+    # the sweep passes its angles contiguous or strided, depending on the cells per batch
+    from ribin.kernels.resample import _rotate_stack
+
+    angles = np.radians(np.arange(-6.0, 6.0, 3.0))
+    for image in (a, frozen_a):
+        for thetas in (angles, angles[::2], np.ascontiguousarray(angles[::2])):
+            _rotate_stack(image, thetas, n, n, n / 2, n / 2, n / 2, n / 2)
     marker = _marker()
     if marker is not None:
         try:

@@ -119,6 +119,24 @@ def test_compilation_is_announced_once():
     assert again == []
 
 
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="about compiling kernels")
+def test_warm_up_compiles_what_a_search_needs(store, synthetic_dir):
+    from ribin.warmup import warm_up
+
+    def compiled_types():
+        return {name: set(map(str, d.signatures)) for name, d in _dispatchers()}
+
+    warm_up()
+    before = compiled_types()
+    query = extract_file(synthetic_dir / "F01-3.x3p")
+    with SignatureStore.open(store) as opened:
+        ribin.search(opened, query, searcher="BB", scope="network", top=3)
+        ribin.search(opened, "F01-1", scope="network", top=3)
+    after = compiled_types()
+    # nothing compiled after the warm-up: the first search's progress is the search's own
+    assert {k: v - before[k] for k, v in after.items() if v - before[k]} == {}
+
+
 def test_an_empty_cache_is_not_taken_for_a_compiled_one(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
     env["RIBIN_CACHE_DIR"] = str(tmp_path)
