@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 
 from ribin._callable import make_module_callable
-from ribin.errors import InputError
+from ribin.errors import InputError, RibinError
 from ribin.exhibit import Exhibit
 from ribin.io import read_casing
 from ribin.signatures import extract
 from ribin.store import AddResult, SignatureStore
-from ribin.store_format import ExhibitMetadata
+from ribin.store_format import ExhibitMetadata, check_exhibit_id
 
 Progress = Callable[[int, int], None]
 
@@ -120,6 +120,53 @@ def ingest(
     list of IngestResult
         One per file; ``added`` is False for an exhibit that was already stored.
     """
+    metadata = batch_metadata(metadata, extract_options)
+    batch, _ = extract_files(
+        files,
+        exhibit_ids=exhibit_ids,
+        pixel_size_um=pixel_size_um,
+        progress=progress,
+        **extract_options,
+    )
+    return store_extracted(store, batch, metadata)
+
+
+def batch_metadata(
+    metadata: ExhibitMetadata | Mapping[str, Any], extract_options: Mapping[str, Any]
+) -> ExhibitMetadata:
+    """Checked metadata of a batch; the caliber hint fills an empty caliber."""
+    metadata = ExhibitMetadata.from_mapping(metadata)
+    if not metadata.caliber and extract_options.get("caliber"):
+        metadata = dataclasses.replace(metadata, caliber=extract_options["caliber"])
+    return metadata
+
+
+def extract_files(
+    files: Sequence[str | os.PathLike],
+    *,
+    exhibit_ids: Iterable[str] | None = None,
+    pixel_size_um: float | None = None,
+    progress: Progress | None = None,
+    keep_going: bool = False,
+    **extract_options: Any,
+) -> tuple[list[Exhibit], list[tuple[str, str]]]:
+    """Extract a batch of files (the first half of :func:`ingest`; no store involved).
+
+    Parameters
+    ----------
+    files, exhibit_ids, pixel_size_um, progress, **extract_options
+        As for :func:`ingest`.
+    keep_going : bool
+        False: the first bad file raises :class:`InputError`. True: bad files are skipped
+        and listed.
+
+    Returns
+    -------
+    exhibits : list of Exhibit
+        The files that extracted, in order.
+    failures : list of (str, str)
+        ``(file, one-line reason)`` of each file skipped (only with ``keep_going``).
+    """
     if not files:
         raise InputError(None, "no files to ingest")
     ids = list(exhibit_ids) if exhibit_ids is not None else [exhibit_id_for(f) for f in files]
@@ -128,19 +175,38 @@ def ingest(
     duplicated = sorted({i for i in ids if ids.count(i) > 1})
     if duplicated:
         raise InputError(None, f"exhibit IDs repeat in this batch: {', '.join(duplicated)}")
-    metadata = ExhibitMetadata.from_mapping(metadata)
-    if not metadata.caliber and extract_options.get("caliber"):
-        metadata = dataclasses.replace(metadata, caliber=extract_options["caliber"])
-    batch = []
+    for path, exhibit_id in zip(files, ids, strict=True):
+        check_exhibit_id(exhibit_id, str(path))
+    exhibits: list[Exhibit] = []
+    failures: list[tuple[str, str]] = []
     for done, (path, exhibit_id) in enumerate(zip(files, ids, strict=True), start=1):
-        exhibit = extract_file(
-            path, exhibit_id=exhibit_id, pixel_size_um=pixel_size_um, **extract_options
-        )
-        exhibit = dataclasses.replace(exhibit, detection=slim_detection(exhibit.detection))
-        batch.append((exhibit, metadata))
+        try:
+            exhibit = extract_file(
+                path, exhibit_id=exhibit_id, pixel_size_um=pixel_size_um, **extract_options
+            )
+        except RibinError as exc:
+            if not keep_going:
+                raise
+            failures.append((str(path), _one_line(exc, path)))
+        else:
+            exhibits.append(
+                dataclasses.replace(exhibit, detection=slim_detection(exhibit.detection))
+            )
         if progress is not None:
             progress(done, len(files))
-    results = store.add_many(batch)
+    return exhibits, failures
+
+
+def _one_line(exc: Exception, path: str | os.PathLike) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text if text.startswith(str(path)) else f"{path}: {text}"
+
+
+def store_extracted(
+    store: SignatureStore, exhibits: Sequence[Exhibit], metadata: ExhibitMetadata
+) -> list[IngestResult]:
+    """Add extracted exhibits to ``store`` in one write (the second half of :func:`ingest`)."""
+    results = store.add_many([(exhibit, metadata) for exhibit in exhibits])
     return [
         IngestResult(
             **dataclasses.asdict(result),
@@ -149,7 +215,7 @@ def ingest(
             missing=dict(exhibit.missing),
             warnings=tuple(exhibit.warnings),
         )
-        for result, (exhibit, _) in zip(results, batch, strict=True)
+        for result, exhibit in zip(results, exhibits, strict=True)
     ]
 
 

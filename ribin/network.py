@@ -10,6 +10,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ribin.errors import InputError
 
 SHARING = ("local", "cluster", "network")
@@ -94,7 +96,7 @@ class Network:
                 if cluster not in self.clusters:
                     valid = ", ".join(sorted(self.clusters)) or "none"
                     raise InputError(
-                        self.source, f"unknown cluster {cluster!r}; clusters are: {valid}"
+                        self.where, f"unknown cluster {cluster!r}; clusters are: {valid}"
                     )
                 return frozenset(self.clusters[cluster])
             codes = [code.strip().upper() for code in name.split(",") if code.strip()]
@@ -109,6 +111,19 @@ class Network:
         for code in codes:
             self.require_country(code)
         return frozenset(codes)
+
+    @property
+    def where(self) -> str | None:
+        """The file to name in an error: None for the example shipped with RIBIN."""
+        return None if self.source == "<example>" else self.source
+
+    def check_scope(self, scope: str | Iterable[str]) -> None:
+        """Raise :class:`InputError` unless ``scope`` is a scope of this network.
+
+        For any searching country: ``country`` and ``network`` always are; a cluster must be
+        defined, and listed codes must be countries of the network.
+        """
+        self.scope_countries(scope, next(iter(self.countries)))
 
     def visible(self, owner: str, sharing: str, searcher: str) -> bool:
         """Whether an exhibit of country ``owner`` shared as ``sharing`` may reach ``searcher``.
@@ -131,7 +146,7 @@ class Network:
         if country is None:
             valid = ", ".join(sorted(self.countries))
             raise InputError(
-                self.source, f"unknown country {code!r}; countries in this network: {valid}"
+                self.where, f"unknown country {code!r}; countries in the network: {valid}"
             )
         return country
 
@@ -142,6 +157,54 @@ class Network:
             for site in self.require_country(country).sites
             if site.public_key
         }
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which stored exhibits a requesting country may see.
+
+    Attributes
+    ----------
+    requester : str
+        Country code of the searching site; its own exhibits are always visible.
+    countries : frozenset of str or None
+        Owning countries to include; None means every country.
+    partners : frozenset of str
+        Countries sharing a cluster with the requester: their ``cluster`` exhibits are
+        visible. ``network`` exhibits are visible to all; ``local`` ones only at home.
+
+    Built from a network file by :meth:`from_network` (``country``, ``cluster:<name>``,
+    ``network``, codes); the store only applies them.
+    """
+
+    requester: str
+    countries: frozenset[str] | None = None
+    partners: frozenset[str] = frozenset()
+
+    def mask(self, country: np.ndarray, sharing: np.ndarray) -> np.ndarray:
+        """Boolean mask of the visible rows, given owner countries and sharing levels."""
+        country = np.asarray(country, dtype=object)
+        sharing = np.asarray(sharing, dtype=object)
+        own = country == self.requester
+        partner = np.isin(country, list(self.partners)) if self.partners else np.zeros_like(own)
+        visible = own | (sharing == "network") | ((sharing == "cluster") & partner)
+        if self.countries is not None:
+            visible &= np.isin(country, list(self.countries))
+        return np.asarray(visible, dtype=bool)
+
+    @classmethod
+    def from_network(cls, network: Network, scope: str | Iterable[str], searcher: str) -> Scope:
+        """The scope ``scope`` (``country``, ``cluster:NAME``, ``network``, codes) of a
+        :class:`Network`, for a search by country ``searcher``."""
+        partners = frozenset(
+            code
+            for code in network.countries
+            if code != searcher and network.visible(code, "cluster", searcher)
+        )
+        return cls(searcher, frozenset(network.scope_countries(scope, searcher)), partners)
+
+    def allows(self, country: str, sharing: str) -> bool:
+        return bool(self.mask(np.array([country]), np.array([sharing]))[0])
 
 
 def load_network(path: str | Path | None = None) -> Network:

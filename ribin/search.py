@@ -37,8 +37,9 @@ from ribin.calibration import Calibration, model_key
 from ribin.compare import DEFAULT_PARAMS, CMCParams, compare_many
 from ribin.errors import InputError
 from ribin.exhibit import REGIONS, Exhibit, Signature
-from ribin.network import Network, load_network
-from ribin.store import FeatureTable, Scope, SignatureStore, StoredExhibit
+from ribin.network import Network, Scope, load_network
+from ribin.store import FeatureTable, SignatureStore, StoredExhibit
+from ribin.store_format import ROLES
 
 Progress = Callable[[int, int], None]
 
@@ -73,7 +74,13 @@ class SearchParams:
 class Filters:
     """Which candidates to consider besides the scope (None: no restriction).
 
-    ``modality`` defaults to the query signature's own; dates compare as ISO 8601 text.
+    ``modality`` defaults to the query signature's own. Dates are ISO 8601 (``2026-03-01``
+    or a date and time) and compare as text; a bare ``acquired_to`` date includes that whole
+    day. Exhibits stored without an acquisition date are kept by a date range unless
+    ``include_undated`` is False (a range must never hide a candidate for lack of a date).
+    Every value is checked when the filters are made: a bad date, an unknown caliber (see
+    :data:`ribin.preprocess.CALIBER_PRIMER_RADIUS_UM`), role or modality raises
+    :class:`~ribin.errors.InputError`.
     """
 
     caliber: str | None = None
@@ -81,6 +88,25 @@ class Filters:
     role: str | None = None
     acquired_from: str | None = None
     acquired_to: str | None = None
+    include_undated: bool = True
+
+    def __post_init__(self) -> None:
+        for name, option in (("acquired_from", "--from"), ("acquired_to", "--to")):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _iso_date(value, option))
+        if self.caliber is not None:
+            from ribin.preprocess import CALIBER_PRIMER_RADIUS_UM, PRIMER_RADIUS_UM
+
+            known = sorted(set(CALIBER_PRIMER_RADIUS_UM) | set(PRIMER_RADIUS_UM))
+            if self.caliber.strip().lower() not in known:
+                raise InputError(
+                    None, f"unknown caliber {self.caliber!r}; known calibers: {', '.join(known)}"
+                )
+        if self.role is not None and self.role not in ROLES:
+            raise InputError(None, f"role must be one of {', '.join(ROLES)}, not {self.role!r}")
+        if self.modality is not None and self.modality not in ("3d", "2d"):
+            raise InputError(None, f"modality must be 3d or 2d, not {self.modality!r}")
 
     def mask(self, table: FeatureTable, modality: str) -> np.ndarray:
         keep = table.modality == (self.modality or modality)
@@ -91,14 +117,32 @@ class Filters:
             keep &= table.role == self.role
         if self.acquired_from or self.acquired_to:
             dates = table.acquired_at
-            keep &= dates != ""
+            in_range = np.ones(len(dates), dtype=bool)
             if self.acquired_from:
-                keep &= dates >= self.acquired_from
+                in_range &= dates >= self.acquired_from
             if self.acquired_to:
                 # a bare end date includes that whole day
                 end = self.acquired_to + ("\uffff" if len(self.acquired_to) == 10 else "")
-                keep &= dates <= end
+                in_range &= dates <= end
+            undated = dates == ""
+            keep &= (in_range & ~undated) | (undated & self.include_undated)
         return np.asarray(keep, dtype=bool)
+
+
+def _iso_date(text: str, option: str) -> str:
+    """``text`` as ISO 8601 (``YYYY-MM-DD``, or a date and time), or an InputError."""
+    value = str(text).strip()
+    try:
+        if len(value) == 10:
+            return datetime.strptime(value, "%Y-%m-%d").date().isoformat()
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(
+            None, f"{option} {text!r} is not an ISO 8601 date (YYYY-MM-DD, e.g. 2026-03-01)"
+        ) from None
+    if len(value) < 10 or value[4] != "-":
+        raise InputError(None, f"{option} {text!r}: write the date as YYYY-MM-DD")
+    return value
 
 
 @dataclass(frozen=True)
@@ -373,6 +417,9 @@ class ShardQuery:
     scope: Scope
     own: tuple[str, str] | None  # (country, content_id) of a stored query: not a candidate
     regions: tuple[RegionQuery, ...]
+    # (country, content_id) of stored exhibits from the query's own source file (same
+    # SHA-256): the same scan, never a candidate whatever ID or options it was stored with
+    same_source: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -443,6 +490,8 @@ def candidate_mask(
         country, content_id = query.own
         keep &= ~((table.content_id == content_id) & (table.country == country))
     keep &= table.signature_id != signature.id  # the same data stored under another ID
+    for country, content_id in query.same_source:
+        keep &= ~((table.content_id == content_id) & (table.country == country))
     if removed:
         keep &= ~np.isin(table.content_id.astype(str), sorted(removed))
     return np.asarray(keep, dtype=bool)
@@ -844,8 +893,9 @@ def _prepare(
         for region, signature in signatures.items()
     )
     own = (stored.metadata.country, stored.content_id) if stored is not None else None
+    same_source = frozenset(store.same_source(exhibit.source_sha256))
     return _Prepared(
-        ShardQuery(exhibit.exhibit_id, store_scope, own, regions),
+        ShardQuery(exhibit.exhibit_id, store_scope, own, regions, same_source),
         exhibit,
         stored,
         searcher,

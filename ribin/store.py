@@ -43,6 +43,7 @@ import numpy as np
 from ribin import __version__, prefilter
 from ribin.errors import InputError, StoreError
 from ribin.exhibit import Exhibit, canonical_json
+from ribin.network import Scope  # defined next to the network model; importable from here too
 from ribin.store_format import (
     FORMAT,
     FORMAT_VERSION,
@@ -111,6 +112,16 @@ def _split_key(name: str) -> tuple[str | None, str]:
     return None, name
 
 
+def _readings(name: str) -> list[tuple[str | None, str]]:
+    """Ways to read a name as (country or None, exhibit_id): ``CC/ID`` and the name whole.
+
+    Exhibit IDs may contain ``/`` (lab case numbers such as ``2026/0412``), so ``JM/2026/1``
+    is JM's ``2026/1`` or, failing that, the exhibit ID ``JM/2026/1`` itself.
+    """
+    country, plain = _split_key(name)
+    return [(country, plain), (None, name)] if country is not None else [(None, name)]
+
+
 def _label(country: str, exhibit_id: str) -> str:
     return f"{country}/{exhibit_id}"
 
@@ -163,54 +174,6 @@ class AddResult:
     content_id: str
     added: bool
     message: str
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Which stored exhibits a requesting country may see.
-
-    Attributes
-    ----------
-    requester : str
-        Country code of the searching site; its own exhibits are always visible.
-    countries : frozenset of str or None
-        Owning countries to include; None means every country.
-    partners : frozenset of str
-        Countries sharing a cluster with the requester: their ``cluster`` exhibits are
-        visible. ``network`` exhibits are visible to all; ``local`` ones only at home.
-
-    The search module builds scopes (``country``, ``cluster:<name>``, ``network``) from a
-    network file; the store only applies them.
-    """
-
-    requester: str
-    countries: frozenset[str] | None = None
-    partners: frozenset[str] = frozenset()
-
-    def mask(self, country: np.ndarray, sharing: np.ndarray) -> np.ndarray:
-        """Boolean mask of the visible rows, given owner countries and sharing levels."""
-        country = np.asarray(country, dtype=object)
-        sharing = np.asarray(sharing, dtype=object)
-        own = country == self.requester
-        partner = np.isin(country, list(self.partners)) if self.partners else np.zeros_like(own)
-        visible = own | (sharing == "network") | ((sharing == "cluster") & partner)
-        if self.countries is not None:
-            visible &= np.isin(country, list(self.countries))
-        return np.asarray(visible, dtype=bool)
-
-    @classmethod
-    def from_network(cls, network: Any, scope: str | Iterable[str], searcher: str) -> Scope:
-        """The scope ``scope`` (``country``, ``cluster:NAME``, ``network``, codes) of a
-        :class:`ribin.network.Network`, for a search by country ``searcher``."""
-        partners = frozenset(
-            code
-            for code in network.countries
-            if code != searcher and network.visible(code, "cluster", searcher)
-        )
-        return cls(searcher, frozenset(network.scope_countries(scope, searcher)), partners)
-
-    def allows(self, country: str, sharing: str) -> bool:
-        return bool(self.mask(np.array([country]), np.array([sharing]))[0])
 
 
 @dataclass(frozen=True)
@@ -894,11 +857,11 @@ class SignatureStore:
     def __contains__(self, exhibit_id: object) -> bool:
         if not isinstance(exhibit_id, str):
             return False
-        country, plain = _split_key(exhibit_id)
         live = self._live_view()
-        if country is not None:
-            return (country, plain) in live.by_key
-        return plain in live.countries_of
+        return any(
+            (country, plain) in live.by_key if country is not None else plain in live.countries_of
+            for country, plain in _readings(exhibit_id)
+        )
 
     def exhibit_ids(self) -> list[str]:
         """exhibit_id of every live exhibit, in store order.
@@ -913,12 +876,35 @@ class SignatureStore:
         return list(self._live_view().by_key)
 
     def _locate(self, exhibit_id: str, country: str | None = None) -> tuple[str, str, int]:
-        """(country, segment, row) of a live exhibit named ``ID``, ``CC/ID`` or ``ID`` + country."""
-        prefix, plain = _split_key(exhibit_id)
-        if prefix is not None:
-            if country is not None and country != prefix:
-                raise InputError(None, f"{exhibit_id!r} names country {prefix}, not {country}")
-            country = prefix
+        """(country, segment, row) of a live exhibit named ``ID``, ``CC/ID`` or ``ID`` + country.
+
+        An exhibit ID may itself contain ``/`` (``2026/0412``): ``CC/REST`` is read both as
+        country ``CC``'s ``REST`` and as the ID ``CC/REST`` itself; whichever is stored is
+        found, and when both are, the name is ambiguous (name the country separately).
+        """
+        found = []
+        for prefix, plain in _readings(exhibit_id):
+            if prefix is not None and country is not None and prefix != country:
+                continue
+            try:
+                found.append(self._locate_one(plain, prefix or country, exhibit_id))
+            except ExhibitNotFoundError:
+                continue
+        if len(found) > 1:
+            prefix, plain = _split_key(exhibit_id)
+            raise AmbiguousExhibitError(
+                f"{self.path.name}: {exhibit_id!r} is both {prefix}'s exhibit {plain!r} and "
+                f"{found[1][0]}'s exhibit {exhibit_id!r}; name the country separately"
+            )
+        if found:
+            return found[0]
+        prefix, _ = _split_key(exhibit_id)
+        if prefix is not None and country is not None and prefix != country:
+            raise InputError(None, f"{exhibit_id!r} names country {prefix}, not {country}")
+        raise ExhibitNotFoundError(f"{self.path.name}: no exhibit {exhibit_id!r}")
+
+    def _locate_one(self, plain: str, country: str | None, name: str) -> tuple[str, str, int]:
+        """:meth:`_locate` for one reading: exhibit ID ``plain`` of ``country`` (or any)."""
         live = self._live_view()
         if country is None:
             owners = live.countries_of.get(plain, [])
@@ -931,10 +917,81 @@ class SignatureStore:
             country = owners[0] if owners else ""
         where = live.by_key.get((country, plain))
         if where is None:
-            raise ExhibitNotFoundError(f"{self.path.name}: no exhibit {exhibit_id!r}")
+            raise ExhibitNotFoundError(f"{self.path.name}: no exhibit {name!r}")
         return country, *where
 
     # -- reading ----------------------------------------------------------------------
+
+    def listing(self, country: str | None = None, role: str | None = None) -> list[dict[str, str]]:
+        """One row per live exhibit, in store order, without reading any signature.
+
+        Parameters
+        ----------
+        country, role : str, optional
+            Only exhibits owned by this country / of this role.
+
+        Returns
+        -------
+        list of dict
+            ``country``, ``exhibit_id``, ``role``, ``caliber``, ``sharing``, ``site`` and
+            ``added`` (UTC time of the ingest, ISO 8601), the shape of ``ribin store list
+            --json``.
+        """
+
+        def read() -> list[dict[str, str]]:
+            live = self._live_view()
+            rows_out = []
+            for ref in self.segments():
+                index = self._index(ref.name)
+                rows = live.live_rows[ref.name].copy()
+                if country is not None:
+                    rows &= index.exhibits["country"] == country
+                if role is not None:
+                    rows &= index.exhibits["role"] == role
+                exhibits = self._handle(ref.name)["exhibits"]
+                for row in np.flatnonzero(rows).tolist():
+                    group = exhibits[index.exhibits["content_id"][row]]
+                    added = group.attrs.get("stored_at", "")
+                    rows_out.append(
+                        {
+                            "country": str(index.exhibits["country"][row]),
+                            "exhibit_id": str(index.exhibits["exhibit_id"][row]),
+                            "role": str(index.exhibits["role"][row]),
+                            "caliber": str(index.exhibits["caliber"][row]),
+                            "sharing": str(index.exhibits["sharing"][row]),
+                            "site": str(index.exhibits["site"][row]),
+                            "added": added.decode() if isinstance(added, bytes) else str(added),
+                        }
+                    )
+            return rows_out
+
+        return self._retrying(read)
+
+    def same_source(self, source_sha256: str) -> list[tuple[str, str]]:
+        """``(country, content_id)`` of every live exhibit extracted from this source file.
+
+        A search excludes them from a query with the same SHA-256: a scan is never its own
+        candidate, whatever exhibit ID or extraction options it was stored under.
+        """
+        if not source_sha256:
+            return []
+
+        def read() -> list[tuple[str, str]]:
+            live = self._live_view()
+            found = []
+            for ref in self.segments():
+                index = self._index(ref.name)
+                rows = live.live_rows[ref.name] & (index.exhibits["source_sha256"] == source_sha256)
+                for row in np.flatnonzero(rows).tolist():
+                    found.append(
+                        (
+                            str(index.exhibits["country"][row]),
+                            str(index.exhibits["content_id"][row]),
+                        )
+                    )
+            return found
+
+        return self._retrying(read)
 
     def _stored(self, segment: str, content_id: str) -> StoredExhibit:
         record = read_exhibit(self._handle(segment), content_id)
@@ -948,8 +1005,8 @@ class SignatureStore:
         Parameters
         ----------
         exhibit_id : str
-            ``"Q-001"``, or ``"JM/Q-001"`` to name the owning country (exhibit IDs never
-            contain ``/``).
+            ``"Q-001"``, or ``"JM/Q-001"`` to name the owning country (an ID containing
+            ``/`` such as ``"2026/0412"`` is found as written; see :meth:`_locate`).
         country : str, optional
             Owning country; needed (here or as a prefix) when several countries hold the
             same exhibit_id.
@@ -1472,7 +1529,8 @@ class SignatureStore:
             if differ:
                 raise ExhibitConflictError(
                     f"{self.path.name}: exhibit {exhibit_id!r} is already stored with the same "
-                    f"signatures but other details ({differ}); remove it first to change them"
+                    f"signatures but other details ({differ}); remove it first to change them "
+                    "(ribin store remove)"
                 )
             return AddResult(
                 exhibit_id,
@@ -1560,14 +1618,22 @@ class SignatureStore:
             live.by_signature_id.pop((country, index.signatures["signature_id"][sig_row]), None)
         return stone
 
-    def remove(self, exhibit_id: str, reason: str, country: str | None = None) -> dict[str, Any]:
+    def remove(
+        self,
+        exhibit_id: str,
+        reason: str,
+        country: str | None = None,
+        examiner: str | None = None,
+    ) -> dict[str, Any]:
         """Remove an exhibit from the live view, with an audit record.
 
         The segment stays as written; a tombstone in the manifest hides the exhibit, and the
         audit record (who, when, why, which content, owning country, sharing, and the sync
         origin of an imported exhibit) stays in the manifest for good, also after
         :meth:`compact` drops the bytes. ``exhibit_id`` may be ``"CC/ID"``; ``country``
-        names the owner when several countries hold the same exhibit_id.
+        names the owner when several countries hold the same exhibit_id. ``examiner`` names
+        the person who decided the removal (recorded besides the login ``user``). The same
+        casing can be ingested again afterwards.
 
         Returns
         -------
@@ -1591,6 +1657,7 @@ class SignatureStore:
                 sequence,
                 **{k: v for k, v in stone.items() if k != "sequence"},
                 reason=reason.strip(),
+                **({"examiner": examiner.strip()} if examiner and examiner.strip() else {}),
             )
             manifest["audit"].append(record)
             try:

@@ -127,8 +127,10 @@ def check_exhibit_id(exhibit_id: Any, source: str | None = None) -> str:
         raise InputError(source, f"exhibit_id {exhibit_id!r} has leading or trailing spaces")
     if len(exhibit_id) > MAX_ID_LENGTH:
         raise InputError(source, f"exhibit_id is longer than {MAX_ID_LENGTH} characters")
-    if any(c in "/\\" or ord(c) < 32 or ord(c) == 127 for c in exhibit_id):
-        raise InputError(source, f"exhibit_id {exhibit_id!r} contains '/', '\\' or a control code")
+    # '/' is allowed (lab case numbers such as 2026/0412): segments key exhibits by content
+    # ID, never by exhibit_id; see SignatureStore._locate for reading "CC/ID" names.
+    if any(c == "\\" or ord(c) < 32 or ord(c) == 127 for c in exhibit_id):
+        raise InputError(source, f"exhibit_id {exhibit_id!r} contains '\\' or a control code")
     return exhibit_id
 
 
@@ -833,11 +835,15 @@ def open_segment(path: str | os.PathLike) -> h5py.File:
         raise FileNotFoundError(path)
     try:
         f = h5py.File(path, "r", locking=False)
-    except OSError as exc:
+    except OSError:
         if not os.path.exists(path):  # deleted between the check and the open
             raise FileNotFoundError(path) from None
-        reason = "truncated or damaged" if h5py.is_hdf5(path) else "not an HDF5 file"
-        raise StoreError(f"{name}: {reason} ({str(exc).splitlines()[0][:120]})") from None
+        reason = (
+            "truncated or damaged (an HDF5 file RIBIN cannot read)"
+            if h5py.is_hdf5(path)
+            else "not an HDF5 file, so not a RIBIN store or segment"
+        )
+        raise StoreError(f"{name}: {reason}") from None
     try:
         attrs = _Attrs(f)
         check_format(attrs.values, name)

@@ -23,3 +23,16 @@ def fadul_dir() -> Path:
 def synthetic_dir() -> Path:
     """The committed synthetic casings with their ground-truth manifest."""
     return SYNTHETIC_DIR
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_kernels() -> None:
+    """Compile the comparison kernels once, before the first test, when the cache lacks them.
+
+    A command's first comparison otherwise compiles them and says so on stderr, which
+    CliRunner mixes into the output the CLI tests parse; and the compile time would be
+    charged to whichever test happens to run first.
+    """
+    from ribin.warmup import ensure_compiled
+
+    ensure_compiled(lambda message: None)

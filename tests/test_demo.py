@@ -24,6 +24,7 @@ def _tables(output: str) -> dict[str, list[list[str]]]:
     return tables
 
 
+@pytest.mark.slow  # the whole demo (README's first command runs it too)
 def test_demo_does_the_whole_job_on_a_regenerated_set(tmp_path, monkeypatch):
     monkeypatch.setattr(ribin.synthetic, "find_committed_set", lambda start=None: None)
     tiny = {"firearms": 3, "shots": 2, "seed": 11, "pixel_size_um": 12.5}

@@ -75,6 +75,7 @@ def test_rotate_stack_is_rotate_masked_per_angle():
     assert _rotate_stack(image, thetas[:0], *out_shape, *c_in, *c_out).shape == (0, *out_shape)
 
 
+@pytest.mark.slow  # three processes compile kernels into an empty cache
 @pytest.mark.skipif(numba.config.DISABLE_JIT, reason="about the Numba cache")
 def test_rotation_kernels_reload_from_a_partly_filled_cache(tmp_path):
     # One process caches _rotate_stack; the next compiles _rotate_masked with _rotate_stack

@@ -114,7 +114,9 @@ def compare_outputs(tmp_path_factory, store, runner):
         main, [*argv, "--report", str(out / "match.html"), "--png", str(out / "figs")]
     )
     assert result.exit_code == 0, result.output
-    return out, result.output
+    # where it wrote goes to stderr; stdout stays the JSON document alone
+    assert f"report written to {out / 'match.html'}" in result.stderr
+    return out, result.stdout
 
 
 def test_compare_report_is_self_contained_and_valid(compare_outputs):
@@ -154,7 +156,8 @@ def test_search_report_links_ranked_list_to_comparisons(store, runner, tmp_path)
     argv = ["search", str(store), "F01-1", "--scope", "network", "--json"]
     result = runner.invoke(main, [*argv, "--report", str(path), "--report-top", "1"])
     assert result.exit_code == 0, result.output
-    document = json.loads(result.output)
+    document = json.loads(result.stdout)
+    assert f"report written to {path}" in result.stderr
     assert document["candidates"][0]["exhibit_id"] == "F01-2"
     checker = check_self_contained(path.read_text("utf-8"))
     assert "rank1-summary" in checker.ids and "#rank1-summary" in checker.links

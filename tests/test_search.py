@@ -37,7 +37,8 @@ def _shot(texture: np.ndarray, seed: int, angle: float) -> np.ndarray:
 def _exhibit(name: str, firearm: int, shot: int) -> Exhibit:
     surface = _shot(_texture(firearm), 1000 * firearm + shot, angle=37.0 * shot)
     signature = Signature("breech_face", surface, PIXEL_UM, "3d", params={"test": 1})
-    return Exhibit(name, signature, None, f"{firearm:064x}", f"{name}.x3p", "test")
+    # one scan file per shot: the SHA-256 differs (a search skips the query's own file)
+    return Exhibit(name, signature, None, f"{firearm:032x}{shot:032x}", f"{name}.x3p", "test")
 
 
 # (exhibit_id, firearm, shot, country, sharing, caliber, role, acquired_at)
@@ -124,7 +125,16 @@ def test_filters(store):
     dated = search(
         store, "BB-Q1", scope="network", exhaustive=True, filters=Filters(acquired_to="2026-02-01")
     )
-    assert set(_ids(dated)) == {"BB-K1", "JM-K1", "BZ-K2"}
+    # US-K1 has no acquisition date: a date range keeps it unless told otherwise
+    assert set(_ids(dated)) == {"BB-K1", "JM-K1", "BZ-K2", "US-K1"}
+    strict = search(
+        store,
+        "BB-Q1",
+        scope="network",
+        exhaustive=True,
+        filters=Filters(acquired_to="2026-02-01", include_undated=False),
+    )
+    assert set(_ids(strict)) == {"BB-K1", "JM-K1", "BZ-K2"}
 
 
 def test_shortlist_limits_full_comparisons(store):

@@ -134,6 +134,7 @@ def _wait_for(fd: int, marker: bytes, seen: bytearray) -> None:
         seen.extend(chunk)
 
 
+@pytest.mark.slow  # many writer processes, each killed part-way
 def test_writer_killed_at_random_points_leaves_last_complete_state(tmp_path: Path) -> None:
     """32 SIGKILLs, each at a random moment of a write, removal or compaction."""
     kills, batches = _random_kills(tmp_path, 32, seed=6)

@@ -61,3 +61,36 @@ def advance(bar) -> Callable[[int, int], None]:
         bar.update(done - bar.pos)
 
     return step
+
+
+#: File name endings of casing files (X3P topographies and 2D images).
+CASING_SUFFIXES = (".x3p", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
+
+
+def is_casing_file(query: str) -> bool:
+    """Whether a QUERY names a casing file rather than a stored exhibit ID.
+
+    An existing file is a file. A name ending like a casing file (``nosuch.x3p``) that does
+    not exist is a missing file, not an exhibit ID: raises a one-line ``click`` error.
+    Anything else is an exhibit ID (which may contain ``/``, as in ``2026/0412``).
+    """
+    from pathlib import Path
+
+    path = Path(query)
+    if path.is_file():
+        return True
+    if path.suffix.lower() in CASING_SUFFIXES:
+        raise click.ClickException(f"{query}: file not found")
+    return False
+
+
+def say(message: str) -> None:
+    """A status line on stderr (stdout stays for results and JSON)."""
+    click.echo(message, err=True)
+
+
+def kernels_ready() -> None:
+    """Compile the comparison kernels now if needed, announcing it on stderr."""
+    from ribin.warmup import ensure_compiled
+
+    ensure_compiled(say)

@@ -7,7 +7,12 @@ from pathlib import Path
 import click
 
 from ribin.cli._common import echo_json, user_errors
-from ribin.cli._options import extract_kwargs, extraction_options
+from ribin.cli._options import (
+    extract_kwargs,
+    extraction_options,
+    is_casing_file,
+    kernels_ready,
+)
 
 
 @click.command()
@@ -51,6 +56,8 @@ def compare(first: str, second: str, store: str | None, **params) -> None:
         from ribin.report import check_writable
 
         check_writable(report_path)
+    for name in (first, second):
+        is_casing_file(name)  # a missing "x.x3p" is a missing file, not an exhibit ID
     opened = SignatureStore.open(store, "r") if store else None
     try:
         exhibits, metadata = [], []
@@ -68,6 +75,7 @@ def compare(first: str, second: str, store: str | None, **params) -> None:
         if opened is not None:
             opened.close()
     models, calibration_source = models_for_store(store)
+    kernels_ready()
     a, b = exhibits
     regions, results = {}, {}
     for region, sig_a in a.signatures().items():
@@ -131,6 +139,8 @@ def _write_report(a, b, results, models, calibration_source, metadata, report_pa
     figures = report.pair_figures(pair)
     if png_dir:
         report.write_figures(png_dir, figures)
+        click.echo(f"figures written to {png_dir}", err=True)
     if report_path:
         document = report.compare_html(pair, parameters=args, figures=figures)
         report.write_report(report_path, document)
+        click.echo(f"report written to {report_path}", err=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ribin.cli._common import user_errors
-from ribin.cli._options import advance, progress_bar
+from ribin.cli._options import advance, kernels_ready, progress_bar
 
 
 @click.command()
@@ -58,6 +58,7 @@ def demo(out: str, modality: str, top: int) -> None:
     )
     query = questioned_casing(rows, modality)
     models, source = models_for_store(store_path)
+    kernels_ready()  # the first run compiles the comparison kernels: say so, then do it
     with SignatureStore.open(store_path, "r") as store:
         for scope in SCOPES:
             click.echo("")

@@ -24,20 +24,34 @@ from ribin.cli._options import advance, extract_kwargs, extraction_options, prog
     show_default=True,
     help="Who may find the exhibit in a search.",
 )
+@click.option(
+    "--network",
+    "network_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Network file the country must belong to (default: the example shipped with RIBIN).",
+)
+@click.option(
+    "--keep-going",
+    is_flag=True,
+    help="Store the files that extract and list the bad ones (exit 1 if any failed).",
+)
 @extraction_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @user_errors
 def ingest(store: str, files: tuple[str, ...], **params) -> None:
     """Extract signatures from FILES and add them to STORE (created if absent).
 
-    The batch is one write: either every file lands or none does.
+    The batch is one write: either every file lands or none does (with --keep-going, every
+    file that extracts lands and each bad file is reported on its own line). Nothing is
+    written, and no store is created, before every file has been read.
     """
-    from ribin.ingest import ingest as ingest_files
+    from ribin.ingest import batch_metadata, extract_files, store_extracted
+    from ribin.network import load_network
     from ribin.store import SignatureStore
 
     as_json = params.pop("as_json")
     exhibit_id = params.pop("exhibit_id")
-    if exhibit_id and len(files) != 1:
+    if exhibit_id is not None and len(files) != 1:
         raise click.UsageError("--exhibit-id needs exactly one file")
     pixel_size = params.pop("pixel_size")
     options = extract_kwargs(params)
@@ -50,16 +64,24 @@ def ingest(store: str, files: tuple[str, ...], **params) -> None:
         "acquired_at": params["acquired_at"],
         "sharing": params["sharing"],
     }
-    with SignatureStore.open(store, "a") as opened, progress_bar("extracting", len(files)) as bar:
-        results = ingest_files(
-            opened,
+    # checked before any file is read: the country against the network, every field
+    metadata = batch_metadata(metadata, options)
+    load_network(params["network_file"]).require_country(metadata.country)
+    with progress_bar("extracting", len(files)) as bar:
+        exhibits, failures = extract_files(
             list(files),
-            metadata,
-            exhibit_ids=[exhibit_id] if exhibit_id else None,
+            exhibit_ids=[exhibit_id] if exhibit_id is not None else None,
             pixel_size_um=pixel_size,
             progress=advance(bar),
+            keep_going=params["keep_going"],
             **options,
         )
+    for _, reason in failures:
+        click.echo(f"error: {reason}", err=True)
+    results = []
+    if exhibits:
+        with SignatureStore.open(store, "a") as opened:
+            results = store_extracted(opened, exhibits, metadata)
     if as_json:
         echo_json(
             {
@@ -76,12 +98,22 @@ def ingest(store: str, files: tuple[str, ...], **params) -> None:
                     }
                     for r in results
                 ],
+                "failed": [{"file": f, "error": reason} for f, reason in failures],
             }
         )
+        _fail_if(failures, files)
         return
     for result in results:
         status = "added" if result.added else result.message
         click.echo(f"{result.exhibit_id}\t{status}\t{quality_line(result)}")
+    _fail_if(failures, files)
+
+
+def _fail_if(failures: list[tuple[str, str]], files: tuple[str, ...]) -> None:
+    if failures:
+        raise click.ClickException(
+            f"{len(failures)} of {len(files)} files failed; the others were stored"
+        )
 
 
 def quality_line(result) -> str:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from ribin.cli._common import echo_json, user_errors
-from ribin.cli._options import advance, extract_kwargs, extraction_options, progress_bar
+from ribin.cli._options import (
+    advance,
+    extract_kwargs,
+    extraction_options,
+    is_casing_file,
+    kernels_ready,
+    progress_bar,
+)
 
 
 @click.command()
@@ -79,6 +84,7 @@ def search(store: str, query: str, **params) -> None:
         check_writable(report["report_path"])
     pixel_size = params.pop("pixel_size")
     options = extract_kwargs(params)
+    # everything the user typed is checked before any file is read or the store opened
     network = load_network(params["network_file"])
     filters = Filters(
         caliber=params["filter_caliber"],
@@ -88,12 +94,19 @@ def search(store: str, query: str, **params) -> None:
         acquired_to=params["date_to"],
     )
     country = params["country"].upper() if params["country"] else None
+    query_is_file = is_casing_file(query)
+    if country is not None:
+        network.require_country(country)
+        network.scope_countries(params["scope"], country)
+    elif query_is_file:
+        raise click.ClickException("a casing file query needs the searching country: --country CC")
+    else:
+        network.check_scope(params["scope"])
     models, calibration_source = models_for_store(store)
+    kernels_ready()
     with SignatureStore.open(store, "r") as opened:
         target = (
-            extract_file(query, pixel_size_um=pixel_size, **options)
-            if Path(query).is_file()
-            else query
+            extract_file(query, pixel_size_um=pixel_size, **options) if query_is_file else query
         )
         with progress_bar("comparing", 1) as bar:
             result = run_search(
@@ -119,6 +132,9 @@ def search(store: str, query: str, **params) -> None:
             calibration_source=calibration_source,
             parameters={"command": "ribin search", "store": store, "query": query, **params},
         )  # fmt: skip
+        for what, where in (("report", report["report_path"]), ("figures", report["png_dir"])):
+            if where:
+                click.echo(f"{what} written to {where}", err=True)
     if as_json:
         document = result.to_json()
         document["provenance"]["calibration_file"] = calibration_source

@@ -1,4 +1,4 @@
-"""``ribin store info|verify``: look into a signature store and check it."""
+"""``ribin store info|verify|list|remove``: look into a signature store, check it, tidy it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from ribin.cli._common import echo_json, user_errors
 
 @click.group()
 def store() -> None:
-    """Inspect and check a signature store."""
+    """Inspect, check and tidy a signature store."""
 
 
 def _size(n: int) -> str:
@@ -80,3 +80,68 @@ def verify(store_path: str, as_json: bool) -> None:
         raise click.ClickException(
             f"{store_path}: {len(report.problems)} problem(s) found by verify"
         )
+
+
+@store.command(name="list")
+@click.argument("store_path", metavar="STORE", type=click.Path(exists=True))
+@click.option("--country", help="Only exhibits owned by this country.")
+@click.option("--role", type=click.Choice(["known", "questioned", "other"]))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@user_errors
+def list_exhibits(store_path: str, country: str | None, role: str | None, as_json: bool) -> None:
+    """The live exhibits of STORE: country, exhibit ID, role, caliber, sharing, site, added."""
+    from ribin.store import SignatureStore
+
+    with SignatureStore.open(store_path, "r") as signature_store:
+        rows = signature_store.listing(country=country.upper() if country else None, role=role)
+    if as_json:
+        echo_json({"exhibits": rows})
+        return
+    columns = ("country", "exhibit_id", "role", "caliber", "sharing", "site", "added")
+    widths = {c: max([len(c), *(len(r[c]) for r in rows)]) for c in columns}
+    click.echo("  ".join(f"{c:<{widths[c]}}" for c in columns).rstrip())
+    for row in rows:
+        click.echo("  ".join(f"{row[c]:<{widths[c]}}" for c in columns).rstrip())
+    click.echo(f"{len(rows)} exhibit(s)")
+
+
+@store.command()
+@click.argument("store_path", metavar="STORE", type=click.Path(exists=True))
+@click.argument("exhibit")
+@click.option("--reason", required=True, help="Why it is removed (kept in the audit trail).")
+@click.option("--country", help="Owning country, when EXHIBIT does not start with CC/.")
+@click.option(
+    "--examiner",
+    help="Who decided the removal (recorded besides the login name; default: none).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the audit record as JSON.")
+@user_errors
+def remove(
+    store_path: str,
+    exhibit: str,
+    reason: str,
+    country: str | None,
+    examiner: str | None,
+    as_json: bool,
+) -> None:
+    """Remove EXHIBIT ([CC/]ID) from STORE's live view, recording who, when and why.
+
+    The bytes stay in their segment until ``compact``; the audit record stays for good. The
+    same casing can be ingested again afterwards. An ID that itself contains ``/``
+    (``2026/0412``) is found as written; ``CC/ID`` names country CC's exhibit ID.
+    """
+    from ribin.store import SignatureStore
+
+    if not reason.strip():
+        raise click.ClickException("--reason must say why the exhibit is removed")
+    with SignatureStore.open(store_path, "a") as signature_store:
+        record = signature_store.remove(
+            exhibit, reason, country=country.upper() if country else None, examiner=examiner
+        )
+    if as_json:
+        echo_json(record)
+        return
+    click.echo(
+        f"removed {record['country']}/{record['exhibit_id']} "
+        f"(audit record: {record['time']}, {record.get('examiner') or record['user']})"
+    )
