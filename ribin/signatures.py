@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, special, stats
 
 from ribin.errors import InputError
 from ribin.exhibit import Exhibit, Signature
@@ -23,7 +23,14 @@ from ribin.preprocess import (
     robust_std,
 )
 
-__all__ = ["DEFAULT_PIXEL_SIZE_UM", "EXTRACTOR_VERSION", "REGION_DEFAULTS", "extract"]
+__all__ = [
+    "DEFAULT_ILLUMINATION_2D",
+    "DEFAULT_PIXEL_SIZE_UM",
+    "EXTRACTOR_VERSION",
+    "ILLUMINATION_METHODS",
+    "REGION_DEFAULTS",
+    "extract",
+]
 
 EXTRACTOR_VERSION = "2"
 #: Pixel size of every signature (um). Measured on the Fadul scans with ribin.compare (CMC,
@@ -56,6 +63,29 @@ VALID_WARN, VALID_MIN = 0.5, 0.1
 MIN_AREA_MM2 = 0.5
 #: 2D: grey levels at or beyond these are clipped (saturated or black) and not used.
 CLIP_LOW, CLIP_HIGH = 1.0 / 255, 254.0 / 255
+#: 2D: how grey levels become a signature (the lighting's share removed). Each is a
+#: chain of steps: ``log`` (log grey level: the lighting's gain becomes an offset, the
+#: form fit and the long cut-off remove its slow variation), ``rank`` (grey levels
+#: replaced by their normal scores: any monotonic response of light, metal and camera
+#: gives the same signature), ``glint`` (saturated and black pixels left out with a margin
+#: of :data:`GLINT_MARGIN_UM`, where blur spreads them), ``lcn`` (local contrast
+#: normalisation: the band-passed image divided by its local RMS over
+#: :data:`LCN_WINDOW_UM`, so an unevenly lit side weighs as much as the bright one).
+#: Every method ends at unit RMS.
+ILLUMINATION_METHODS: dict[str, tuple[str, ...]] = {
+    "log": ("log",),
+    "lcn": ("log", "lcn"),
+    "rank": ("rank",),
+    "rank-lcn": ("rank", "lcn"),
+    "glint-lcn": ("log", "glint", "lcn"),
+    "glint-rank-lcn": ("rank", "glint", "lcn"),
+}
+#: The 2D method :func:`extract` uses unless told otherwise.
+DEFAULT_ILLUMINATION_2D = "log"
+#: Margin left out around saturated or black 2D pixels by the ``glint`` step (um).
+GLINT_MARGIN_UM = 12.5
+#: Gaussian sigma of the local RMS of the ``lcn`` step (um).
+LCN_WINDOW_UM = 100.0
 
 
 def extract(
@@ -69,6 +99,7 @@ def extract(
     fp_radius: float | None = None,
     caliber: str | None = None,
     fp_margin_um: float = 180.0,
+    illumination: str | None = None,
 ) -> Exhibit:
     """Find the primer, firing pin and breech face of a casing and extract their signatures.
 
@@ -91,6 +122,10 @@ def extract(
         Caliber hint ("9mm", ".40 S&W", ".45 ACP", "small pistol", "large pistol").
     fp_margin_um : float
         Margin around the firing-pin impression left out of the breech face (um).
+    illumination : str, optional
+        2D only: how grey levels become a signature, one of :data:`ILLUMINATION_METHODS`
+        (default :data:`DEFAULT_ILLUMINATION_2D`); recorded in the signature's params.
+        Ignored for 3D.
 
     Returns
     -------
@@ -120,6 +155,13 @@ def extract(
     mask = np.asarray(casing.mask, bool) & np.isfinite(surface)
     if not mask.any():
         raise InputError(source, "no valid point in the image")
+    method = DEFAULT_ILLUMINATION_2D if illumination is None else illumination
+    if method not in ILLUMINATION_METHODS:
+        raise InputError(
+            source,
+            f"unknown 2D illumination method {method!r}; use one of "
+            + ", ".join(ILLUMINATION_METHODS),
+        )
     # Detection sees clipped grey levels (a glint saturating the lit wall of the firing-pin
     # impression is part of its outline); the signatures leave them out.
     seen = mask.copy()
@@ -168,6 +210,8 @@ def extract(
         "fp_margin_um": float(fp_margin_um),
         "overrides": overrides,
     }
+    if casing.modality == "2d":
+        common["illumination_method"] = method
     missing: dict[str, str] = {}
 
     # Breech face.
@@ -288,10 +332,10 @@ def _region_signature(
     r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     window = np.asarray(casing.surface[r0:r1, c0:c1], dtype=np.float32)
     values = np.where(region[r0:r1, c0:c1], window, np.nan).astype(np.float32)
+    steps: tuple[str, ...] = ()
     if casing.modality == "2d":
-        # Illumination: log turns the lighting's gain into an offset; the form fit and the
-        # long cut-off remove its slow variation; unit RMS removes exposure.
-        values = np.log(np.clip(values, CLIP_LOW, 1.0))
+        steps = ILLUMINATION_METHODS[common["illumination_method"]]
+        values = _photometric(values, window, steps, in_px)
     values = level(values, params["form_order"]).astype(np.float32)
     sigma = robust_std(values)
     values[np.abs(values - np.nanmedian(values)) > params["outlier_sigma"] * sigma] = np.nan
@@ -314,6 +358,8 @@ def _region_signature(
         sizes[0] = 0
         valid = (sizes >= max(16, 0.01 * sizes.max()))[labels]
     values[~valid] = np.nan
+    if "lcn" in steps and valid.any():
+        values = _local_contrast(values, valid, pixel_size_um)
     if casing.modality == "2d" and valid.any():
         values /= float(np.sqrt(np.mean(values[valid] ** 2))) or 1.0
     vr, vc = np.nonzero(valid)
@@ -346,10 +392,40 @@ def _region_signature(
         **params,
         "region": kind,
         "pixel_size_um": float(pixel_size_um),
-        "illumination": "log, quadric, unit rms" if casing.modality == "2d" else None,
+        "illumination": (", ".join((*steps, "quadric", "unit rms")) if steps else None),
         "origin_input_px": [round(float(origin_x), 3), round(float(origin_y), 3)],
         "detection": detection.summary(),
     }
     return Signature(
         kind, values.astype(np.float32), float(pixel_size_um), casing.modality, quality, shaped
     )
+
+
+def _photometric(
+    values: np.ndarray, window: np.ndarray, steps: tuple[str, ...], in_px: float
+) -> np.ndarray:
+    """2D grey levels (NaN outside the region) to the quantity the signature filters."""
+    if "glint" in steps:
+        # Defocus spreads a glint or a shadow beyond its clipped core: leave a margin.
+        clipped = np.isfinite(window) & ((window <= CLIP_LOW) | (window >= CLIP_HIGH))
+        margin = round(GLINT_MARGIN_UM / in_px)
+        if margin > 0 and clipped.any():
+            clipped = ndimage.binary_dilation(clipped, iterations=margin)
+        values = np.where(clipped, np.nan, values).astype(np.float32)
+    if "rank" in steps:
+        valid = np.isfinite(values)
+        out = np.full(values.shape, np.nan, np.float32)
+        if valid.any():
+            ranks = stats.rankdata(values[valid])
+            out[valid] = special.ndtri((ranks - 0.5) / ranks.size)
+        return out
+    return np.log(np.clip(values, CLIP_LOW, 1.0))
+
+
+def _local_contrast(values: np.ndarray, valid: np.ndarray, pixel_size_um: float) -> np.ndarray:
+    """Divide a band-passed 2D signature by its local RMS (NaN-aware Gaussian window)."""
+    filled = np.where(valid, values, np.nan)
+    power = gaussian_nan(filled * filled, LCN_WINDOW_UM / pixel_size_um)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = filled / np.sqrt(np.maximum(power, 1e-12))
+    return np.where(valid, out, np.nan).astype(np.float32)
