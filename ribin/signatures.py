@@ -30,6 +30,7 @@ __all__ = [
     "ILLUMINATION_METHODS",
     "REGION_DEFAULTS",
     "extract",
+    "pair_warnings",
 ]
 
 EXTRACTOR_VERSION = "2"
@@ -82,6 +83,11 @@ ILLUMINATION_METHODS: dict[str, tuple[str, ...]] = {
 }
 #: The 2D method :func:`extract` uses unless told otherwise.
 DEFAULT_ILLUMINATION_2D = "log"
+#: 2D: above this share of saturated (or black) pixels in the breech face, a warning.
+SATURATED_WARN = 0.02
+#: 2D: below this usable breech-face area (mm^2) a comparison rests on little; a warning.
+#: A 9mm breech face minus the pin aperture holds about 10 mm^2; the Fadul scans 3 mm^2.
+SMALL_AREA_2D_MM2 = 2.0
 #: Margin left out around saturated or black 2D pixels by the ``glint`` step (um).
 GLINT_MARGIN_UM = 12.5
 #: Gaussian sigma of the local RMS of the ``lcn`` step (um).
@@ -234,6 +240,10 @@ def extract(
         )
     if valid < VALID_WARN:
         warnings.append(f"only {100 * valid:.0f} % of the breech face is valid")
+    if casing.modality == "2d":
+        warnings.extend(
+            _photometric_quality(breech_face, surface, detection.breech_face_zone & seen)
+        )
 
     # Firing pin.
     firing_pin = None
@@ -429,3 +439,68 @@ def _local_contrast(values: np.ndarray, valid: np.ndarray, pixel_size_um: float)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = filled / np.sqrt(np.maximum(power, 1e-12))
     return np.where(valid, out, np.nan).astype(np.float32)
+
+
+def _photometric_quality(signature: Signature, image: np.ndarray, zone: np.ndarray) -> list[str]:
+    """Add the 2D breech face's clipped shares to its quality; warn where they are high."""
+    grey = image[zone]
+    saturated = float(np.mean(grey >= CLIP_HIGH)) if grey.size else 0.0
+    dark = float(np.mean(grey <= CLIP_LOW)) if grey.size else 0.0
+    signature.quality["saturated_fraction"] = round(saturated, 4)
+    signature.quality["dark_fraction"] = round(dark, 4)
+    warnings = []
+    if saturated > SATURATED_WARN:
+        warnings.append(
+            f"{100 * saturated:.0f} % of the breech face is saturated (glare); those points "
+            "are left out: re-image with less exposure"
+        )
+    if dark > SATURATED_WARN:
+        warnings.append(
+            f"{100 * dark:.0f} % of the breech face is black (shadow or under-exposure); "
+            "those points are left out"
+        )
+    area = signature.quality.get("valid_area_mm2", 0.0)
+    if area < SMALL_AREA_2D_MM2:
+        warnings.append(
+            f"only {area:.1f} mm^2 of the 2D breech face is usable: comparisons with it "
+            "rest on a small area"
+        )
+    return warnings
+
+
+def pair_warnings(a: Signature, b: Signature) -> tuple[str, ...]:
+    """What an examiner should know before relying on a comparison of `a` and `b`.
+
+    Empty for two 3D signatures. For 2D: a signature with a small usable area (below
+    :data:`SMALL_AREA_2D_MM2`) or a saturated share above :data:`SATURATED_WARN`, and a 2D
+    method that differs between the two (their grey levels were not turned into
+    signatures the same way).
+
+    Parameters
+    ----------
+    a, b : Signature
+        The compared signatures.
+
+    Returns
+    -------
+    tuple of str
+        One line per concern, naming the side (A or B).
+    """
+    out = []
+    for side, sig in (("A", a), ("B", b)):
+        if sig.modality != "2d":
+            continue
+        area = sig.quality.get("valid_area_mm2")
+        if area is not None and area < SMALL_AREA_2D_MM2:
+            out.append(f"{side}: the 2D comparison rests on {area:.1f} mm^2 of usable surface")
+        saturated = sig.quality.get("saturated_fraction")
+        if saturated is not None and saturated > SATURATED_WARN:
+            out.append(
+                f"{side}: {100 * saturated:.0f} % of the 2D image is saturated (glare); "
+                "the comparison uses the rest"
+            )
+    if a.modality == b.modality == "2d":
+        ma, mb = a.params.get("illumination_method"), b.params.get("illumination_method")
+        if ma != mb:
+            out.append(f"2D methods differ (A {ma}, B {mb}): re-extract one of them")
+    return tuple(out)

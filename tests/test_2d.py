@@ -98,3 +98,56 @@ def test_every_2d_method_extracts_and_is_recorded():
     assert default.params["illumination_method"] == DEFAULT_ILLUMINATION_2D
     with pytest.raises(InputError, match="unknown 2D illumination method"):
         extract(_casing(image, mask), illumination="hdr")
+
+
+def test_saturated_and_small_2d_breech_faces_warn():
+    from ribin.signatures import pair_warnings
+
+    heights = _surface(size=360)
+    mask = np.isfinite(heights)
+    image, _ = render_micrograph(heights, 6.25, "ring", np.random.default_rng(4), exposure=1.0)
+    clean = extract(_casing(image, mask))
+    assert clean.breech_face.quality["saturated_fraction"] < 0.02
+    assert not any("saturated" in w or "usable" in w for w in clean.warnings)
+    assert pair_warnings(clean.breech_face, clean.breech_face) == ()
+
+    glare = image.copy()
+    glare[60:140, 60:200] = 1.0  # a glint over part of the breech face
+    hot = extract(_casing(glare, mask))
+    assert hot.breech_face.quality["saturated_fraction"] > 0.02
+    assert any("saturated (glare)" in w for w in hot.warnings)
+    assert any(
+        w.startswith("B:") and "saturated" in w
+        for w in pair_warnings(clean.breech_face, hot.breech_face)
+    )
+
+    small_heights = _surface(size=200)
+    small_mask = np.isfinite(small_heights)
+    small_image, _ = render_micrograph(small_heights, 6.25, "ring", np.random.default_rng(4))
+    small = extract(_casing(small_image, small_mask))
+    assert small.breech_face.quality["valid_area_mm2"] < 2.0
+    assert any("rest on a small area" in w for w in small.warnings)
+    assert any(
+        w.startswith("A:") and "mm^2" in w
+        for w in pair_warnings(small.breech_face, clean.breech_face)
+    )
+
+    other = extract(_casing(image, mask), illumination="lcn").breech_face
+    assert any("2D methods differ" in w for w in pair_warnings(clean.breech_face, other))
+
+
+def test_3d_signatures_carry_no_2d_fields():
+    from ribin.signatures import pair_warnings
+
+    heights = _surface()
+    casing = Casing(
+        surface=heights,
+        modality="3d",
+        pixel_size_um=6.25,
+        mask=np.isfinite(heights),
+        source="s.x3p",
+    )
+    sig = extract(casing).breech_face
+    assert "illumination_method" not in sig.params and sig.params["illumination"] is None
+    assert "saturated_fraction" not in sig.quality
+    assert pair_warnings(sig, sig) == ()

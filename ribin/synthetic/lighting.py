@@ -48,7 +48,7 @@ SHOT_RANGES: dict[str, dict[str, tuple[float, float]]] = {
 }
 #: Ranges shared by every model: exposure factor, defocus blur (Gaussian sigma, um),
 #: read noise (fraction of full scale), casing tilt (degrees).
-EXPOSURE = (0.6, 1.5)
+EXPOSURE = (0.5, 2.5)
 DEFOCUS_UM = (0.0, 10.0)
 READ_NOISE = (0.002, 0.01)
 TILT_DEG = (0.0, 1.0)
