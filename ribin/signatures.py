@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 import numpy as np
+from scipy import fft as sfft
 from scipy import ndimage, special, stats
 
 from ribin.errors import InputError
@@ -72,6 +73,10 @@ CLIP_LOW, CLIP_HIGH = 1.0 / 255, 254.0 / 255
 #: of :data:`GLINT_MARGIN_UM`, where blur spreads them), ``lcn`` (local contrast
 #: normalisation: the band-passed image divided by its local RMS over
 #: :data:`LCN_WINDOW_UM`, so an unevenly lit side weighs as much as the bright one).
+#: ``integrate`` (a shape-from-shading-like step: the band-passed image's spectrum divided
+#: by the spatial frequency, floored at the long cut-off: a lit image follows the slopes,
+#: which weigh short wavelengths by their frequency; this gives back the heights' balance,
+#: where the marks one firearm leaves on every casing are, whatever the light's direction).
 #: Every method ends at unit RMS.
 ILLUMINATION_METHODS: dict[str, tuple[str, ...]] = {
     "log": ("log",),
@@ -80,6 +85,9 @@ ILLUMINATION_METHODS: dict[str, tuple[str, ...]] = {
     "rank-lcn": ("rank", "lcn"),
     "glint-lcn": ("log", "glint", "lcn"),
     "glint-rank-lcn": ("rank", "glint", "lcn"),
+    "integrate": ("log", "integrate"),
+    "rank-integrate": ("rank", "integrate"),
+    "glint-integrate": ("log", "glint", "integrate"),
 }
 #: The 2D method :func:`extract` uses unless told otherwise.
 DEFAULT_ILLUMINATION_2D = "log"
@@ -355,6 +363,8 @@ def _region_signature(
     values = resample_nan(values, factor)
     values = bandpass(values, pixel_size_um, None, params["long_cutoff_um"])
 
+    if "integrate" in steps:
+        values = _integrate(values, pixel_size_um, params["long_cutoff_um"])
     sigma = robust_std(values)
     values[np.abs(values) > params["outlier_sigma"] * sigma] = np.nan
     valid = np.isfinite(values)
@@ -504,3 +514,23 @@ def pair_warnings(a: Signature, b: Signature) -> tuple[str, ...]:
         if ma != mb:
             out.append(f"2D methods differ (A {ma}, B {mb}): re-extract one of them")
     return tuple(out)
+
+
+def _integrate(values: np.ndarray, pixel_size_um: float, long_um: float) -> np.ndarray:
+    """Divide a band-passed 2D image's spectrum by its frequency (floored at 1 / `long_um`).
+
+    A lit image is close to a (non-linear) function of the surface slopes: integrating
+    once in every direction at the same time restores the heights' spectral balance without
+    knowing where the light was. NaN stay NaN (zero-filled while filtering).
+    """
+    valid = np.isfinite(values)
+    if not valid.any():
+        return values
+    filled = np.where(valid, values - np.mean(values[valid]), 0.0)
+    shape = [sfft.next_fast_len(n + 32, real=True) for n in values.shape]
+    spectrum = sfft.rfft2(filled, shape)
+    fy = sfft.fftfreq(shape[0], pixel_size_um)[:, None]
+    fx = sfft.rfftfreq(shape[1], pixel_size_um)[None, :]
+    gain = 1.0 / np.sqrt(fx * fx + fy * fy + (1.0 / long_um) ** 2)
+    out = sfft.irfft2(spectrum * gain, shape)[: values.shape[0], : values.shape[1]]
+    return np.where(valid, out, np.nan).astype(np.float32)
