@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 import time
 from pathlib import Path
@@ -103,6 +104,8 @@ def figures(labels: list, sigs: list, name: str, params: CMCParams | None = None
         "top1": round(hits / n, 4),
         "queries": n,
         "seconds_per_pair": round(seconds / len(pairs), 3),
+        "match_scores": scores[is_match].tolist(),
+        "nonmatch_scores": scores[~is_match].tolist(),
     }
 
 
@@ -169,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synthetic", action="store_true", help="also the synthetic 2D set")
     parser.add_argument("--sweep", choices=sorted(SWEEPS), default="full", help="rotations")
     parser.add_argument("--name", default="2d_real", help="name of the recorded table")
+    parser.add_argument(
+        "--scores", type=Path, help="write every set's match and non-match scores (JSON) here"
+    )
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
     methods = [m for m in args.methods.split(",") if m]
@@ -179,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown lighting models or methods {bad}")
 
     params = SWEEPS[args.sweep]
+    scores: dict[str, dict] = {}
     print(f"machine: {machine()}; rotation sweep: {args.sweep}")
     names, labels, casings = fadul_casings()
     print(
@@ -210,7 +217,11 @@ def main(argv: list[str] | None = None) -> int:
         for method in methods:
             syn_labels, syn_sigs = synthetic_2d(method)
             # Synthetic shots lie at random rotations: always the full circle.
-            print_row(figures(syn_labels, syn_sigs, "synthetic 2d"), method, table)
+            row = figures(syn_labels, syn_sigs, "synthetic 2d")
+            print_row(row, method, table)
+            scores[f"synthetic 2d/{method}"] = row
+    if args.scores is not None:
+        args.scores.write_text(json.dumps(scores))
     record(
         args.name,
         "2D on real surfaces: Fadul scans rendered under varied lighting (breech face, CMC"
