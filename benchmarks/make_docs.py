@@ -50,6 +50,8 @@ ORDER = [
     "search_speed",
     "distributed",
     "2d_real",
+    "2d_real_options_integrate",
+    "2d_synthetic_integrate",
     "extraction",
 ]
 

@@ -151,3 +151,30 @@ def test_3d_signatures_carry_no_2d_fields():
     assert "illumination_method" not in sig.params and sig.params["illumination"] is None
     assert "saturated_fraction" not in sig.quality
     assert pair_warnings(sig, sig) == ()
+
+
+def test_integrate_recovers_the_shared_long_wavelength_marks():
+    # Two casings of one firearm: shared marks at long wavelengths, each casing's own
+    # roughness at short ones (as on the Fadul breech faces, where the slopes, and so the
+    # lit image, are dominated by the casing's own roughness).
+    size = 320
+    rng = np.random.default_rng(11)
+    shared = 3.0 * _fields.smooth_noise(rng, (size, size), 10.0)
+    outline = np.isfinite(_surface(size=size))
+    sigs = {}
+    for method in ("log", "integrate"):
+        sigs[method] = []
+        for shot in (1, 2):
+            own = 0.4 * _fields.smooth_noise(np.random.default_rng(100 + shot), (size, size), 1.0)
+            heights = np.where(outline, shared + own, np.nan)
+            image, _ = render_micrograph(heights, 6.25, "ring", np.random.default_rng(shot))
+            sigs[method].append(extract(_casing(image, outline), illumination=method).breech_face)
+
+    def corr(a, b):
+        both = np.isfinite(a) & np.isfinite(b)
+        return np.corrcoef(a[both], b[both])[0, 1]
+
+    a, b = sigs["log"]
+    c, d = sigs["integrate"]
+    assert a.surface.shape == b.surface.shape and c.surface.shape == d.surface.shape
+    assert corr(c.surface, d.surface) > corr(a.surface, b.surface) + 0.1
