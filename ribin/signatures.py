@@ -76,7 +76,8 @@ CLIP_LOW, CLIP_HIGH = 1.0 / 255, 254.0 / 255
 #: ``integrate`` (a shape-from-shading-like step: the band-passed image's spectrum divided
 #: by the spatial frequency, floored at the long cut-off: a lit image follows the slopes,
 #: which weigh short wavelengths by their frequency; this gives back the heights' balance,
-#: where the marks one firearm leaves on every casing are, whatever the light's direction).
+#: where the marks one firearm leaves on every casing are, whatever the light's direction;
+#: ``half-integrate`` goes half way, frequency to the power -1/2).
 #: Every method ends at unit RMS.
 ILLUMINATION_METHODS: dict[str, tuple[str, ...]] = {
     "log": ("log",),
@@ -86,6 +87,7 @@ ILLUMINATION_METHODS: dict[str, tuple[str, ...]] = {
     "glint-lcn": ("log", "glint", "lcn"),
     "glint-rank-lcn": ("rank", "glint", "lcn"),
     "integrate": ("log", "integrate"),
+    "half-integrate": ("log", "half-integrate"),
     "rank-integrate": ("rank", "integrate"),
     "glint-integrate": ("log", "glint", "integrate"),
 }
@@ -363,8 +365,9 @@ def _region_signature(
     values = resample_nan(values, factor)
     values = bandpass(values, pixel_size_um, None, params["long_cutoff_um"])
 
-    if "integrate" in steps:
-        values = _integrate(values, pixel_size_um, params["long_cutoff_um"])
+    if "integrate" in steps or "half-integrate" in steps:
+        power = 1.0 if "integrate" in steps else 0.5
+        values = _integrate(values, pixel_size_um, params["long_cutoff_um"], power)
     sigma = robust_std(values)
     values[np.abs(values) > params["outlier_sigma"] * sigma] = np.nan
     valid = np.isfinite(values)
@@ -516,8 +519,11 @@ def pair_warnings(a: Signature, b: Signature) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _integrate(values: np.ndarray, pixel_size_um: float, long_um: float) -> np.ndarray:
-    """Divide a band-passed 2D image's spectrum by its frequency (floored at 1 / `long_um`).
+def _integrate(
+    values: np.ndarray, pixel_size_um: float, long_um: float, power: float = 1.0
+) -> np.ndarray:
+    """Divide a band-passed 2D image's spectrum by its frequency (floored at 1 / `long_um`)
+    to the `power` (1: integrate once; 0.5: half way).
 
     A lit image is close to a (non-linear) function of the surface slopes: integrating
     once in every direction at the same time restores the heights' spectral balance without
@@ -531,6 +537,6 @@ def _integrate(values: np.ndarray, pixel_size_um: float, long_um: float) -> np.n
     spectrum = sfft.rfft2(filled, shape)
     fy = sfft.fftfreq(shape[0], pixel_size_um)[:, None]
     fx = sfft.rfftfreq(shape[1], pixel_size_um)[None, :]
-    gain = 1.0 / np.sqrt(fx * fx + fy * fy + (1.0 / long_um) ** 2)
+    gain = (fx * fx + fy * fy + (1.0 / long_um) ** 2) ** (-power / 2)
     out = sfft.irfft2(spectrum * gain, shape)[: values.shape[0], : values.shape[1]]
     return np.where(valid, out, np.nan).astype(np.float32)
