@@ -36,6 +36,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "prefilter": ("bench_prefilter.py", [], ["--batches", "4"]),
     "store": ("bench_store.py", [], ["--ingest", "100", "--features", "10000"]),
     "sync": ("bench_sync.py", [], ["--exhibits", "500"]),
+    "2d_real": ("bench_2d_real.py", [], ["--models", "ring"]),
 }
 
 #: tables also copied into docs/method.md, between its validation markers
@@ -56,6 +57,11 @@ ORDER = [
     "search_accuracy",
     "search_speed",
     "distributed",
+    "2d_real",
+    "2d_real_options_integrate",
+    "2d_real_options_half",
+    "2d_synthetic_integrate",
+    "2d_synthetic_half",
     "extraction",
 ]
 

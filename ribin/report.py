@@ -43,6 +43,7 @@ from ribin.compare import DEFAULT_PARAMS, CMCParams, Comparison
 from ribin.compare import compare as compare_signatures
 from ribin.errors import InputError
 from ribin.exhibit import REGIONS, Exhibit, Signature
+from ribin.signatures import pair_warnings
 
 if TYPE_CHECKING:
     from ribin.search import Candidate, SearchResult
@@ -88,6 +89,11 @@ class RegionPair:
         if self.calibration is None:
             return None
         return float(self.calibration.log10_lr(self.result.score))
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What to know before relying on this comparison (2D: small area, glare)."""
+        return pair_warnings(self.first, self.second)
 
 
 @dataclass(frozen=True)
@@ -773,6 +779,9 @@ def _pair_body(out: _Html, pair: PairReport, figures: Mapping[str, bytes], ancho
         + _LR_NOTE,
         class_="note",
     )
+    cautions = [f"{REGION_NAMES[rp.region]}: {w}" for rp in pair.regions for w in rp.warnings]
+    if cautions:
+        out.tag("p", "Warnings: " + "; ".join(cautions) + ".", class_="note")
     out.tag(h, "Exhibits", id=f"{anchor}exhibits")
     _exhibits_table(out, pair)
     for rp in pair.regions:

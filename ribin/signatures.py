@@ -7,7 +7,8 @@ import os
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
+from scipy import fft as sfft
+from scipy import ndimage, special, stats
 
 from ribin.errors import InputError
 from ribin.exhibit import Exhibit, Signature
@@ -23,7 +24,15 @@ from ribin.preprocess import (
     robust_std,
 )
 
-__all__ = ["DEFAULT_PIXEL_SIZE_UM", "EXTRACTOR_VERSION", "REGION_DEFAULTS", "extract"]
+__all__ = [
+    "DEFAULT_ILLUMINATION_2D",
+    "DEFAULT_PIXEL_SIZE_UM",
+    "EXTRACTOR_VERSION",
+    "ILLUMINATION_METHODS",
+    "REGION_DEFAULTS",
+    "extract",
+    "pair_warnings",
+]
 
 EXTRACTOR_VERSION = "2"
 #: Pixel size of every signature (um). Measured on the Fadul scans with ribin.compare (CMC,
@@ -56,6 +65,43 @@ VALID_WARN, VALID_MIN = 0.5, 0.1
 MIN_AREA_MM2 = 0.5
 #: 2D: grey levels at or beyond these are clipped (saturated or black) and not used.
 CLIP_LOW, CLIP_HIGH = 1.0 / 255, 254.0 / 255
+#: 2D: how grey levels become a signature (the lighting's share removed). Each is a
+#: chain of steps: ``log`` (log grey level: the lighting's gain becomes an offset, the
+#: form fit and the long cut-off remove its slow variation), ``rank`` (grey levels
+#: replaced by their normal scores: any monotonic response of light, metal and camera
+#: gives the same signature), ``glint`` (saturated and black pixels left out with a margin
+#: of :data:`GLINT_MARGIN_UM`, where blur spreads them), ``lcn`` (local contrast
+#: normalisation: the band-passed image divided by its local RMS over
+#: :data:`LCN_WINDOW_UM`, so an unevenly lit side weighs as much as the bright one).
+#: ``integrate`` (a shape-from-shading-like step: the band-passed image's spectrum divided
+#: by the spatial frequency, floored at the long cut-off: a lit image follows the slopes,
+#: which weigh short wavelengths by their frequency; this gives back the heights' balance,
+#: where the marks one firearm leaves on every casing are, whatever the light's direction;
+#: ``half-integrate`` goes half way, frequency to the power -1/2).
+#: Every method ends at unit RMS.
+ILLUMINATION_METHODS: dict[str, tuple[str, ...]] = {
+    "log": ("log",),
+    "lcn": ("log", "lcn"),
+    "rank": ("rank",),
+    "rank-lcn": ("rank", "lcn"),
+    "glint-lcn": ("log", "glint", "lcn"),
+    "glint-rank-lcn": ("rank", "glint", "lcn"),
+    "integrate": ("log", "integrate"),
+    "half-integrate": ("log", "half-integrate"),
+    "rank-integrate": ("rank", "integrate"),
+    "glint-integrate": ("log", "glint", "integrate"),
+}
+#: The 2D method :func:`extract` uses unless told otherwise.
+DEFAULT_ILLUMINATION_2D = "log"
+#: 2D: above this share of saturated (or black) pixels in the breech face, a warning.
+SATURATED_WARN = 0.02
+#: 2D: below this usable breech-face area (mm^2) a comparison rests on little; a warning.
+#: A 9mm breech face minus the pin aperture holds about 10 mm^2; the Fadul scans 3 mm^2.
+SMALL_AREA_2D_MM2 = 2.0
+#: Margin left out around saturated or black 2D pixels by the ``glint`` step (um).
+GLINT_MARGIN_UM = 12.5
+#: Gaussian sigma of the local RMS of the ``lcn`` step (um).
+LCN_WINDOW_UM = 100.0
 
 
 def extract(
@@ -69,6 +115,7 @@ def extract(
     fp_radius: float | None = None,
     caliber: str | None = None,
     fp_margin_um: float = 180.0,
+    illumination: str | None = None,
 ) -> Exhibit:
     """Find the primer, firing pin and breech face of a casing and extract their signatures.
 
@@ -91,6 +138,10 @@ def extract(
         Caliber hint ("9mm", ".40 S&W", ".45 ACP", "small pistol", "large pistol").
     fp_margin_um : float
         Margin around the firing-pin impression left out of the breech face (um).
+    illumination : str, optional
+        2D only: how grey levels become a signature, one of :data:`ILLUMINATION_METHODS`
+        (default :data:`DEFAULT_ILLUMINATION_2D`); recorded in the signature's params.
+        Ignored for 3D.
 
     Returns
     -------
@@ -120,6 +171,13 @@ def extract(
     mask = np.asarray(casing.mask, bool) & np.isfinite(surface)
     if not mask.any():
         raise InputError(source, "no valid point in the image")
+    method = DEFAULT_ILLUMINATION_2D if illumination is None else illumination
+    if method not in ILLUMINATION_METHODS:
+        raise InputError(
+            source,
+            f"unknown 2D illumination method {method!r}; use one of "
+            + ", ".join(ILLUMINATION_METHODS),
+        )
     # Detection sees clipped grey levels (a glint saturating the lit wall of the firing-pin
     # impression is part of its outline); the signatures leave them out.
     seen = mask.copy()
@@ -168,6 +226,8 @@ def extract(
         "fp_margin_um": float(fp_margin_um),
         "overrides": overrides,
     }
+    if casing.modality == "2d":
+        common["illumination_method"] = method
     missing: dict[str, str] = {}
 
     # Breech face.
@@ -190,6 +250,10 @@ def extract(
         )
     if valid < VALID_WARN:
         warnings.append(f"only {100 * valid:.0f} % of the breech face is valid")
+    if casing.modality == "2d":
+        warnings.extend(
+            _photometric_quality(breech_face, surface, detection.breech_face_zone & seen)
+        )
 
     # Firing pin.
     firing_pin = None
@@ -288,10 +352,10 @@ def _region_signature(
     r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     window = np.asarray(casing.surface[r0:r1, c0:c1], dtype=np.float32)
     values = np.where(region[r0:r1, c0:c1], window, np.nan).astype(np.float32)
+    steps: tuple[str, ...] = ()
     if casing.modality == "2d":
-        # Illumination: log turns the lighting's gain into an offset; the form fit and the
-        # long cut-off remove its slow variation; unit RMS removes exposure.
-        values = np.log(np.clip(values, CLIP_LOW, 1.0))
+        steps = ILLUMINATION_METHODS[common["illumination_method"]]
+        values = _photometric(values, window, steps, in_px)
     values = level(values, params["form_order"]).astype(np.float32)
     sigma = robust_std(values)
     values[np.abs(values - np.nanmedian(values)) > params["outlier_sigma"] * sigma] = np.nan
@@ -301,6 +365,9 @@ def _region_signature(
     values = resample_nan(values, factor)
     values = bandpass(values, pixel_size_um, None, params["long_cutoff_um"])
 
+    if "integrate" in steps or "half-integrate" in steps:
+        power = 1.0 if "integrate" in steps else 0.5
+        values = _integrate(values, pixel_size_um, params["long_cutoff_um"], power)
     sigma = robust_std(values)
     values[np.abs(values) > params["outlier_sigma"] * sigma] = np.nan
     valid = np.isfinite(values)
@@ -314,6 +381,8 @@ def _region_signature(
         sizes[0] = 0
         valid = (sizes >= max(16, 0.01 * sizes.max()))[labels]
     values[~valid] = np.nan
+    if "lcn" in steps and valid.any():
+        values = _local_contrast(values, valid, pixel_size_um)
     if casing.modality == "2d" and valid.any():
         values /= float(np.sqrt(np.mean(values[valid] ** 2))) or 1.0
     vr, vc = np.nonzero(valid)
@@ -346,10 +415,128 @@ def _region_signature(
         **params,
         "region": kind,
         "pixel_size_um": float(pixel_size_um),
-        "illumination": "log, quadric, unit rms" if casing.modality == "2d" else None,
+        "illumination": (", ".join((*steps, "quadric", "unit rms")) if steps else None),
         "origin_input_px": [round(float(origin_x), 3), round(float(origin_y), 3)],
         "detection": detection.summary(),
     }
     return Signature(
         kind, values.astype(np.float32), float(pixel_size_um), casing.modality, quality, shaped
     )
+
+
+def _photometric(
+    values: np.ndarray, window: np.ndarray, steps: tuple[str, ...], in_px: float
+) -> np.ndarray:
+    """2D grey levels (NaN outside the region) to the quantity the signature filters."""
+    if "glint" in steps:
+        # Defocus spreads a glint or a shadow beyond its clipped core: leave a margin.
+        clipped = np.isfinite(window) & ((window <= CLIP_LOW) | (window >= CLIP_HIGH))
+        margin = round(GLINT_MARGIN_UM / in_px)
+        if margin > 0 and clipped.any():
+            clipped = ndimage.binary_dilation(clipped, iterations=margin)
+        values = np.where(clipped, np.nan, values).astype(np.float32)
+    if "rank" in steps:
+        valid = np.isfinite(values)
+        out = np.full(values.shape, np.nan, np.float32)
+        if valid.any():
+            ranks = stats.rankdata(values[valid])
+            out[valid] = special.ndtri((ranks - 0.5) / ranks.size)
+        return out
+    return np.log(np.clip(values, CLIP_LOW, 1.0))
+
+
+def _local_contrast(values: np.ndarray, valid: np.ndarray, pixel_size_um: float) -> np.ndarray:
+    """Divide a band-passed 2D signature by its local RMS (NaN-aware Gaussian window)."""
+    filled = np.where(valid, values, np.nan)
+    power = gaussian_nan(filled * filled, LCN_WINDOW_UM / pixel_size_um)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = filled / np.sqrt(np.maximum(power, 1e-12))
+    return np.where(valid, out, np.nan).astype(np.float32)
+
+
+def _photometric_quality(signature: Signature, image: np.ndarray, zone: np.ndarray) -> list[str]:
+    """Add the 2D breech face's clipped shares to its quality; warn where they are high."""
+    grey = image[zone]
+    saturated = float(np.mean(grey >= CLIP_HIGH)) if grey.size else 0.0
+    dark = float(np.mean(grey <= CLIP_LOW)) if grey.size else 0.0
+    signature.quality["saturated_fraction"] = round(saturated, 4)
+    signature.quality["dark_fraction"] = round(dark, 4)
+    warnings = []
+    if saturated > SATURATED_WARN:
+        warnings.append(
+            f"{100 * saturated:.0f} % of the breech face is saturated (glare); those points "
+            "are left out: re-image with less exposure"
+        )
+    if dark > SATURATED_WARN:
+        warnings.append(
+            f"{100 * dark:.0f} % of the breech face is black (shadow or under-exposure); "
+            "those points are left out"
+        )
+    area = signature.quality.get("valid_area_mm2", 0.0)
+    if area < SMALL_AREA_2D_MM2:
+        warnings.append(
+            f"only {area:.1f} mm^2 of the 2D breech face is usable: comparisons with it "
+            "rest on a small area"
+        )
+    return warnings
+
+
+def pair_warnings(a: Signature, b: Signature) -> tuple[str, ...]:
+    """What an examiner should know before relying on a comparison of `a` and `b`.
+
+    Empty for two 3D signatures. For 2D: a signature with a small usable area (below
+    :data:`SMALL_AREA_2D_MM2`) or a saturated share above :data:`SATURATED_WARN`, and a 2D
+    method that differs between the two (their grey levels were not turned into
+    signatures the same way).
+
+    Parameters
+    ----------
+    a, b : Signature
+        The compared signatures.
+
+    Returns
+    -------
+    tuple of str
+        One line per concern, naming the side (A or B).
+    """
+    out = []
+    for side, sig in (("A", a), ("B", b)):
+        if sig.modality != "2d":
+            continue
+        area = sig.quality.get("valid_area_mm2")
+        if area is not None and area < SMALL_AREA_2D_MM2:
+            out.append(f"{side}: the 2D comparison rests on {area:.1f} mm^2 of usable surface")
+        saturated = sig.quality.get("saturated_fraction")
+        if saturated is not None and saturated > SATURATED_WARN:
+            out.append(
+                f"{side}: {100 * saturated:.0f} % of the 2D image is saturated (glare); "
+                "the comparison uses the rest"
+            )
+    if a.modality == b.modality == "2d":
+        ma, mb = a.params.get("illumination_method"), b.params.get("illumination_method")
+        if ma != mb:
+            out.append(f"2D methods differ (A {ma}, B {mb}): re-extract one of them")
+    return tuple(out)
+
+
+def _integrate(
+    values: np.ndarray, pixel_size_um: float, long_um: float, power: float = 1.0
+) -> np.ndarray:
+    """Divide a band-passed 2D image's spectrum by its frequency (floored at 1 / `long_um`)
+    to the `power` (1: integrate once; 0.5: half way).
+
+    A lit image is close to a (non-linear) function of the surface slopes: integrating
+    once in every direction at the same time restores the heights' spectral balance without
+    knowing where the light was. NaN stay NaN (zero-filled while filtering).
+    """
+    valid = np.isfinite(values)
+    if not valid.any():
+        return values
+    filled = np.where(valid, values - np.mean(values[valid]), 0.0)
+    shape = [sfft.next_fast_len(n + 32, real=True) for n in values.shape]
+    spectrum = sfft.rfft2(filled, shape)
+    fy = sfft.fftfreq(shape[0], pixel_size_um)[:, None]
+    fx = sfft.rfftfreq(shape[1], pixel_size_um)[None, :]
+    gain = (fx * fx + fy * fy + (1.0 / long_um) ** 2) ** (-power / 2)
+    out = sfft.irfft2(spectrum * gain, shape)[: values.shape[0], : values.shape[1]]
+    return np.where(valid, out, np.nan).astype(np.float32)

@@ -73,6 +73,55 @@ def ring_light(
     azimuth = float(rng.uniform(0, 360))
     uneven = float(rng.uniform(0.05, 0.15))
 
+    shading = ring_radiance(heights_um, pixel_size_um, elevation, gloss, azimuth, uneven)
+
+    depth = ndimage.gaussian_filter(heights_um, 120 / pixel_size_um) - heights_um
+    occlusion = np.exp(-np.maximum(depth, 0) / 80.0)
+    albedo = 1 + 0.08 * _fields.smooth_noise(rng, heights_um.shape, 40 / pixel_size_um)
+    x, y = _fields.grid_um(heights_um.shape, pixel_size_um)
+    side = heights_um.shape[0] * pixel_size_um / 2
+    vignette = 1 - 0.25 * ((x * x + y * y) / (2 * side * side))
+
+    radiance = shading * occlusion * albedo * vignette
+    # Nominal exposure is set for the breech face: flat metal mid-grey (about 0.45 after
+    # the gamma), the strongest glints of its marks saturate.
+    signal = np.clip(0.35 * exposure * radiance, 0, None)
+    noisy = signal + np.sqrt(0.0004 * signal + 1e-5) * rng.standard_normal(signal.shape)
+    image = np.clip(noisy, 0, 1) ** (1 / 2.2)
+    lighting = {
+        "exposure": round(exposure, 6),
+        "elevation_deg": round(elevation, 6),
+        "gloss_deg": round(gloss, 6),
+        "uneven_azimuth_deg": round(azimuth, 6),
+    }
+    return image.astype(np.float64), lighting
+
+
+def ring_radiance(
+    heights_um: np.ndarray,
+    pixel_size_um: float,
+    elevation_deg: float,
+    gloss_deg: float,
+    azimuth_deg: float,
+    uneven: float,
+) -> np.ndarray:
+    """Diffuse plus glossy radiance of a ring light towards the camera (module docstring).
+
+    Parameters
+    ----------
+    heights_um : ndarray, shape (M, N)
+        Heights in micrometres, no NaN.
+    pixel_size_um : float
+    elevation_deg, gloss_deg : float
+        Ring elevation and glossy lobe width.
+    azimuth_deg, uneven : float
+        Direction of the ring's brighter side and its relative excess.
+
+    Returns
+    -------
+    ndarray of float64, shape (M, N): relative radiance (flat metal's gloss term is 1).
+    """
+    elevation, gloss, azimuth = elevation_deg, gloss_deg, azimuth_deg
     gy, gx = np.gradient(heights_um, pixel_size_um)
     grad = np.hypot(gx, gy)
     norm = np.sqrt(1 + grad * grad)
@@ -92,24 +141,4 @@ def ring_light(
     # Relative to flat metal (whose gloss the exposure sets); metal scatters little
     # diffuse light.
     glossy /= np.exp(-0.5 * (half / gloss) ** 2)
-
-    depth = ndimage.gaussian_filter(heights_um, 120 / pixel_size_um) - heights_um
-    occlusion = np.exp(-np.maximum(depth, 0) / 80.0)
-    albedo = 1 + 0.08 * _fields.smooth_noise(rng, heights_um.shape, 40 / pixel_size_um)
-    x, y = _fields.grid_um(heights_um.shape, pixel_size_um)
-    side = heights_um.shape[0] * pixel_size_um / 2
-    vignette = 1 - 0.25 * ((x * x + y * y) / (2 * side * side))
-
-    radiance = (0.1 * diffuse + 0.5 * glossy) * occlusion * albedo * vignette
-    # Nominal exposure is set for the breech face: flat metal mid-grey (about 0.45 after
-    # the gamma), the strongest glints of its marks saturate.
-    signal = np.clip(0.35 * exposure * radiance, 0, None)
-    noisy = signal + np.sqrt(0.0004 * signal + 1e-5) * rng.standard_normal(signal.shape)
-    image = np.clip(noisy, 0, 1) ** (1 / 2.2)
-    lighting = {
-        "exposure": round(exposure, 6),
-        "elevation_deg": round(elevation, 6),
-        "gloss_deg": round(gloss, 6),
-        "uneven_azimuth_deg": round(azimuth, 6),
-    }
-    return image.astype(np.float64), lighting
+    return 0.1 * diffuse + 0.5 * glossy

@@ -1,0 +1,180 @@
+"""2D: micrographs of height maps under several lightings, and the 2D signature methods."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ribin.errors import InputError
+from ribin.io.casing import Casing
+from ribin.signatures import DEFAULT_ILLUMINATION_2D, ILLUMINATION_METHODS, extract
+from ribin.synthetic import _fields
+from ribin.synthetic.lighting import LIGHTING_MODELS, render_micrograph
+
+FADUL = Path(__file__).resolve().parents[2] / "shared" / "data" / "fadul_subset"
+
+
+def _surface(seed: int = 3, size: int = 320, pixel: float = 6.25) -> np.ndarray:
+    """A rough disc with a round hole in the middle (NaN outside, like a cropped scan)."""
+    rng = np.random.default_rng(seed)
+    heights = 2.0 * _fields.smooth_noise(rng, (size, size), 3.0)
+    yy, xx = np.mgrid[0:size, 0:size] - (size - 1) / 2
+    r = np.hypot(xx, yy)
+    heights[(r > 0.48 * size) | (r < 0.1 * size)] = np.nan
+    return heights
+
+
+@pytest.mark.parametrize("model", LIGHTING_MODELS)
+def test_render_micrograph_is_seeded_and_in_range(model):
+    heights = _surface()
+    a, lit_a = render_micrograph(heights, 6.25, model, np.random.default_rng(5))
+    b, lit_b = render_micrograph(heights, 6.25, model, np.random.default_rng(5))
+    c, _ = render_micrograph(heights, 6.25, model, np.random.default_rng(6))
+    assert a.dtype == np.float32 and a.shape == heights.shape
+    assert np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1
+    assert np.array_equal(a, b) and lit_a == lit_b
+    assert lit_a["model"] == model
+    assert not np.array_equal(a, c)
+
+
+def test_oblique_light_direction_changes_the_image():
+    heights = _surface()
+    fixed = {"exposure": 1.0, "defocus_um": 0.0, "tilt_deg": 0.0, "elevation_deg": 30.0}
+    east, _ = render_micrograph(
+        heights, 6.25, "oblique", np.random.default_rng(1), azimuth_deg=0, **fixed
+    )
+    north, _ = render_micrograph(
+        heights, 6.25, "oblique", np.random.default_rng(1), azimuth_deg=90, **fixed
+    )
+    west, _ = render_micrograph(
+        heights, 6.25, "oblique", np.random.default_rng(1), azimuth_deg=180, **fixed
+    )
+    inside = np.isfinite(heights)
+
+    def corr(x, y):
+        return np.corrcoef(x[inside], y[inside])[0, 1]
+
+    # Opposite lights see opposite flanks; a quarter turn sees other flanks.
+    assert corr(east, west) < 0.2
+    assert corr(east, north) < corr(east, east)
+
+
+def test_render_micrograph_rejects_bad_input():
+    heights = _surface()
+    with pytest.raises(ValueError, match="lighting model"):
+        render_micrograph(heights, 6.25, "flash", np.random.default_rng(0))
+    with pytest.raises(ValueError, match="unknown lighting parameters"):
+        render_micrograph(heights, 6.25, "ring", np.random.default_rng(0), colour=1.0)
+    with pytest.raises(ValueError, match="no finite value"):
+        render_micrograph(np.full((8, 8), np.nan), 6.25, "ring", np.random.default_rng(0))
+
+
+def _casing(image: np.ndarray, mask: np.ndarray) -> Casing:
+    return Casing(
+        surface=np.where(mask, image, np.nan).astype(np.float32),
+        modality="2d",
+        pixel_size_um=6.25,
+        mask=mask,
+        source="rendered.png",
+    )
+
+
+def test_every_2d_method_extracts_and_is_recorded():
+    heights = _surface()
+    mask = np.isfinite(heights)
+    image, _ = render_micrograph(heights, 6.25, "ring", np.random.default_rng(2))
+    ids = set()
+    for method in ILLUMINATION_METHODS:
+        sig = extract(_casing(image, mask), illumination=method).breech_face
+        assert sig.params["illumination_method"] == method
+        assert np.isfinite(sig.surface).any()
+        valid = sig.surface[np.isfinite(sig.surface)]
+        assert np.sqrt(np.mean(valid**2)) == pytest.approx(1.0, rel=1e-3)
+        ids.add(sig.id)
+    assert len(ids) == len(ILLUMINATION_METHODS)
+    default = extract(_casing(image, mask)).breech_face
+    assert default.params["illumination_method"] == DEFAULT_ILLUMINATION_2D
+    with pytest.raises(InputError, match="unknown 2D illumination method"):
+        extract(_casing(image, mask), illumination="hdr")
+
+
+def test_saturated_and_small_2d_breech_faces_warn():
+    from ribin.signatures import pair_warnings
+
+    heights = _surface(size=360)
+    mask = np.isfinite(heights)
+    image, _ = render_micrograph(heights, 6.25, "ring", np.random.default_rng(4), exposure=1.0)
+    clean = extract(_casing(image, mask))
+    assert clean.breech_face.quality["saturated_fraction"] < 0.02
+    assert not any("saturated" in w or "usable" in w for w in clean.warnings)
+    assert pair_warnings(clean.breech_face, clean.breech_face) == ()
+
+    glare = image.copy()
+    glare[60:140, 60:200] = 1.0  # a glint over part of the breech face
+    hot = extract(_casing(glare, mask))
+    assert hot.breech_face.quality["saturated_fraction"] > 0.02
+    assert any("saturated (glare)" in w for w in hot.warnings)
+    assert any(
+        w.startswith("B:") and "saturated" in w
+        for w in pair_warnings(clean.breech_face, hot.breech_face)
+    )
+
+    small_heights = _surface(size=200)
+    small_mask = np.isfinite(small_heights)
+    small_image, _ = render_micrograph(small_heights, 6.25, "ring", np.random.default_rng(4))
+    small = extract(_casing(small_image, small_mask))
+    assert small.breech_face.quality["valid_area_mm2"] < 2.0
+    assert any("rest on a small area" in w for w in small.warnings)
+    assert any(
+        w.startswith("A:") and "mm^2" in w
+        for w in pair_warnings(small.breech_face, clean.breech_face)
+    )
+
+    other = extract(_casing(image, mask), illumination="lcn").breech_face
+    assert any("2D methods differ" in w for w in pair_warnings(clean.breech_face, other))
+
+
+def test_3d_signatures_carry_no_2d_fields():
+    from ribin.signatures import pair_warnings
+
+    heights = _surface()
+    casing = Casing(
+        surface=heights,
+        modality="3d",
+        pixel_size_um=6.25,
+        mask=np.isfinite(heights),
+        source="s.x3p",
+    )
+    sig = extract(casing).breech_face
+    assert "illumination_method" not in sig.params and sig.params["illumination"] is None
+    assert "saturated_fraction" not in sig.quality
+    assert pair_warnings(sig, sig) == ()
+
+
+def test_integrate_recovers_the_shared_long_wavelength_marks():
+    # Two casings of one firearm: shared marks at long wavelengths, each casing's own
+    # roughness at short ones (as on the Fadul breech faces, where the slopes, and so the
+    # lit image, are dominated by the casing's own roughness).
+    size = 320
+    rng = np.random.default_rng(11)
+    shared = 3.0 * _fields.smooth_noise(rng, (size, size), 10.0)
+    outline = np.isfinite(_surface(size=size))
+    sigs = {}
+    for method in ("log", "integrate"):
+        sigs[method] = []
+        for shot in (1, 2):
+            own = 0.4 * _fields.smooth_noise(np.random.default_rng(100 + shot), (size, size), 1.0)
+            heights = np.where(outline, shared + own, np.nan)
+            image, _ = render_micrograph(heights, 6.25, "ring", np.random.default_rng(shot))
+            sigs[method].append(extract(_casing(image, outline), illumination=method).breech_face)
+
+    def corr(a, b):
+        both = np.isfinite(a) & np.isfinite(b)
+        return np.corrcoef(a[both], b[both])[0, 1]
+
+    a, b = sigs["log"]
+    c, d = sigs["integrate"]
+    assert a.surface.shape == b.surface.shape and c.surface.shape == d.surface.shape
+    assert corr(c.surface, d.surface) > corr(a.surface, b.surface) + 0.1
