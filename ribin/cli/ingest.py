@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ribin.cli._common import echo_json, user_errors
+from ribin.cli._correlation import NETWORK, NO_CORRELATE, correlate_ingested
 from ribin.cli._options import advance, extract_kwargs, extraction_options, progress_bar
 
 
@@ -25,6 +26,8 @@ from ribin.cli._options import advance, extract_kwargs, extraction_options, prog
     help="Who may find the exhibit in a search.",
 )
 @extraction_options
+@NO_CORRELATE
+@NETWORK
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @user_errors
 def ingest(store: str, files: tuple[str, ...], **params) -> None:
@@ -36,6 +39,7 @@ def ingest(store: str, files: tuple[str, ...], **params) -> None:
     from ribin.store import SignatureStore
 
     as_json = params.pop("as_json")
+    correlation = {k: params.pop(k) for k in ("no_correlate", "network_file")}
     exhibit_id = params.pop("exhibit_id")
     if exhibit_id and len(files) != 1:
         raise click.UsageError("--exhibit-id needs exactly one file")
@@ -60,10 +64,12 @@ def ingest(store: str, files: tuple[str, ...], **params) -> None:
             progress=advance(bar),
             **options,
         )
+    leads = correlate_ingested(store, results, metadata["country"], **correlation)
     if as_json:
         echo_json(
             {
                 "store": store,
+                "correlation": leads.document,
                 "exhibits": [
                     {
                         "exhibit_id": r.exhibit_id,
@@ -78,10 +84,11 @@ def ingest(store: str, files: tuple[str, ...], **params) -> None:
                 ],
             }
         )
-        return
+        return leads.finish()
     for result in results:
         status = "added" if result.added else result.message
         click.echo(f"{result.exhibit_id}\t{status}\t{quality_line(result)}")
+    leads.finish(echo=True)
 
 
 def quality_line(result) -> str:
