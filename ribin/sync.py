@@ -80,7 +80,8 @@ BUNDLE_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 PAYLOAD = "payload/exhibits.h5"
-MEMBERS = (MANIFEST, SIGNATURE, PAYLOAD)
+NOTICES = "payload/notices.json"  # hit notices (:mod:`ribin.workflow.notices`), when any
+MEMBERS = (MANIFEST, SIGNATURE, PAYLOAD, NOTICES)
 SCOPES = ("network", "cluster")
 _GROUP_MEMBERS = {"breech_face", "firing_pin", "detection"}
 
@@ -310,6 +311,7 @@ def export_bundle(
     country: str | None = None,
     site: str | None = None,
     network: Network | None = None,
+    attachments: Mapping[str, Path] | None = None,
 ) -> ExportResult:
     """Write this site's exhibits and removals since ``since`` as a signed bundle.
 
@@ -332,6 +334,9 @@ def export_bundle(
     network : Network, optional
         When given, the key must be the one it pins for this site, and a ``cluster:NAME``
         scope must name a cluster of this country.
+    attachments : mapping, optional
+        Further payload files to sign and carry, member name -> file: the hit notices
+        (``{NOTICES: path}``, written by :func:`ribin.workflow.notices.write_notices`).
 
     Returns
     -------
@@ -397,9 +402,9 @@ def export_bundle(
             "exhibits": exhibits,
             "removals": removals,
         }
-        digest, size = write_bundle(
-            bundle_path, manifest, key, {PAYLOAD: payload} if exhibits else {}
-        )
+        files = {PAYLOAD: payload} if exhibits else {}
+        files.update({k: Path(v) for k, v in (attachments or {}).items() if k == NOTICES})
+        digest, size = write_bundle(bundle_path, manifest, key, files)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -639,8 +644,8 @@ def _parse_manifest(bundle: _Bundle, body: bytes, signer: tuple[str, str]) -> di
         raise bundle.fail(f"cursor range {since!r}..{to!r} is not valid")
     if not isinstance(exhibits, list) or not isinstance(removals, list):
         raise bundle.fail("exhibits and removals must be lists")
-    if not isinstance(files, dict) or set(files) - {PAYLOAD}:
-        raise bundle.fail(f"files must list only {PAYLOAD}")
+    if not isinstance(files, dict) or set(files) - {PAYLOAD, NOTICES}:
+        raise bundle.fail(f"files must list only {PAYLOAD} and {NOTICES}")
     if not isinstance(scope, str):
         raise bundle.fail("scope is not text")
     return manifest
@@ -804,6 +809,46 @@ def import_bundle(
             handle.close()
         bundle.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def read_signed(
+    bundle_path: str | os.PathLike,
+    network: Network,
+    member: str,
+    *,
+    limits: BundleLimits = DEFAULT_LIMITS,
+) -> tuple[dict[str, Any], tuple[str, str], str, bytes | None]:
+    """Verify a bundle's signature and sender and read one small payload member.
+
+    Returns (manifest, (sender country, site), SHA-256 of the manifest, the member's bytes
+    or None when the manifest lists no such file). The member's SHA-256 and size are
+    checked against the signed manifest; it is read only if no larger than
+    ``limits.manifest_bytes``. Raises :class:`BundleError` at the first failed check.
+    """
+    bundle = _Bundle(Path(bundle_path), limits)
+    try:
+        body = bundle.read(MANIFEST)
+        signer = _verify_signature(bundle, body, bundle.read(SIGNATURE), network)
+        manifest = _parse_manifest(bundle, body, signer)
+        expected = manifest["files"].get(member)
+        if expected is None:
+            if member in bundle.members:
+                raise bundle.fail(f"{member} is in the zip but not in the signed manifest")
+            return manifest, signer, hashlib.sha256(body).hexdigest(), None
+        if member not in bundle.members:
+            raise bundle.fail(f"the manifest lists {member} but the zip lacks it")
+        if bundle.members[member].file_size > limits.manifest_bytes:
+            raise bundle.fail(f"{member} is over the limit of {limits.manifest_bytes} bytes")
+        data = bundle.read(member)
+        if (
+            not isinstance(expected, dict)
+            or hashlib.sha256(data).hexdigest() != expected.get("sha256")
+            or len(data) != expected.get("bytes")
+        ):
+            raise bundle.fail(f"{member}: SHA-256 or size does not match the signed manifest")
+        return manifest, signer, hashlib.sha256(body).hexdigest(), data
+    finally:
+        bundle.close()
 
 
 class _AlreadyImported(Exception):

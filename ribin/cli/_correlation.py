@@ -80,3 +80,86 @@ def correlate_ingested(store_path, results, country, *, no_correlate, network_fi
         return Outcome(run_correlation(store_path, keys, network_file, country, "ribin ingest"))
     except RibinError as exc:
         return Outcome(error=str(exc).splitlines()[0] if str(exc) else repr(exc))
+
+
+def export_with_notices(export_bundle, store, bundle, keyfile, **kwargs):
+    """``export_bundle`` with the site's hit notices attached (``payload/notices.json``).
+
+    Returns (ExportResult, number of notices carried).
+    """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from ribin.sync import NOTICES
+    from ribin.workflow import Workflow
+    from ribin.workflow.notices import write_notices
+    from ribin.workflow.policy import site_network
+
+    store.refresh()
+    identity = store.sync_state().get("identity") or {}
+    country = identity.get("country") or kwargs.get("country")
+    site = identity.get("site") or kwargs.get("site") or country
+    if country is None:  # export_bundle says what is missing
+        return export_bundle(store, bundle, keyfile, **kwargs), 0
+    work = Path(tempfile.mkdtemp(prefix="ribin-notices-"))
+    try:
+        target = work / "notices.json"
+        with Workflow.open(store.path) as wf:
+            network = kwargs.get("network") or site_network(wf)
+            scope = kwargs.get("scope", "network")
+            count = write_notices(
+                store, wf, target, scope=scope, network=network, sender=(country, site)
+            )
+        attachments = {NOTICES: target} if count else None
+        result = export_bundle(store, bundle, keyfile, attachments=attachments, **kwargs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return result, count
+
+
+class ImportOutcome(Outcome):
+    """The notices and correlation of a ``sync import``, reported after its own line."""
+
+    def __init__(self, notices: int, ignored: int, result=None, error=None, skipped=False):
+        super().__init__(result, error, skipped)
+        self.notices = notices
+        self.ignored = ignored
+
+    @property
+    def document(self) -> dict:
+        return {
+            "notices": self.notices,
+            "notices_not_for_us": self.ignored,
+            "correlation": super().document,
+        }
+
+    def finish(self, echo: bool = False) -> None:
+        if echo:
+            click.echo(f"{self.notices} new hit notices", err=True)
+        super().finish(echo)
+
+
+def import_and_correlate(store_path, bundle, network_file, country, site, no_correlate):
+    """``sync import`` with hit notices checked and recorded, then correlation."""
+    from ribin.errors import RibinError
+    from ribin.network import load_network
+    from ribin.store import SignatureStore
+    from ribin.workflow.notices import import_with_notices
+
+    network = load_network(network_file)
+    with SignatureStore.open(store_path, "a") as store:
+        result, checked, new = import_with_notices(
+            store, bundle, network, country=country, site=site
+        )
+        store.refresh()
+        held = set(store.keys())
+        own = (store.sync_state().get("identity") or {}).get("country")
+    keys = [k for k in checked.exhibits if (k[0], k[1]) in held]
+    if no_correlate:
+        return result, ImportOutcome(new, checked.ignored, skipped=True)
+    try:
+        done = run_correlation(store_path, keys, network_file, own, "ribin sync import")
+    except RibinError as exc:
+        return result, ImportOutcome(new, checked.ignored, error=str(exc).splitlines()[0])
+    return result, ImportOutcome(new, checked.ignored, done)
