@@ -29,7 +29,7 @@ from ribin.workflow.links import connected_groups
 from ribin.workflow.policy import read_policy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_store import make_exhibit  # noqa: E402
+from test_store import make_exhibit
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -136,7 +136,7 @@ def test_corrupted_database_is_a_one_line_error_and_left_alone(store) -> None:
     db.write_bytes(damaged)
     for suffix in ("-wal", "-shm"):
         (store / f"workflow.sqlite{suffix}").unlink(missing_ok=True)
-    with pytest.raises(StoreError, match="workflow.sqlite: damaged or not an SQLite database"):
+    with pytest.raises(StoreError, match=r"workflow\.sqlite: damaged or not an SQLite database"):
         Workflow.open(store)
     one_line_error(cli("leads", "list", store), "damaged or not an SQLite database")
     one_line_error(
@@ -478,7 +478,7 @@ def test_notice_with_a_bad_signature_is_refused_and_changes_nothing(tmp_path, si
 def test_notice_about_an_exhibit_the_sender_could_not_see(tmp_path, sites) -> None:
     """JM's examiner 'identifies' BB's local exhibit: BB refuses the bundle."""
     keys, network = sites
-    bb, jm, bundle, _, bb_ids = notice_setup(tmp_path, sites)
+    bb, _jm, bundle, _, bb_ids = notice_setup(tmp_path, sites)
     with zipfile.ZipFile(bundle) as zf:
         manifest = json.loads(zf.read("manifest.json"))
         document = json.loads(zf.read(NOTICES))
@@ -520,7 +520,7 @@ def test_cluster_only_exhibit_is_not_named_in_a_network_bundle(tmp_path, sites) 
 
 
 def test_only_identifications_travel(tmp_path, sites) -> None:
-    _, _, bundle, exported, _ = notice_setup(tmp_path, sites, conclusion="elimination")
+    _, _, _bundle, exported, _ = notice_setup(tmp_path, sites, conclusion="elimination")
     assert exported["notices"] == 0
 
 

@@ -61,7 +61,6 @@ def info(store_path: str, as_json: bool) -> None:
 def verify(store_path: str, as_json: bool) -> None:
     """Recompute every content ID and checksum; exit 1 listing any mismatch."""
     from ribin.store import SignatureStore
-
     from ribin.workflow.verify import verify_workflow
 
     with SignatureStore.open(store_path, "r") as signature_store:
