@@ -22,7 +22,7 @@ from ribin.errors import FormatVersionError, InputError, StoreError
 from ribin.network import load_network
 from ribin.store import SignatureStore
 from ribin.sync import NOTICES, generate_key, load_private_key, public_key_b64
-from ribin.workflow import Lead, LinkedGroup, Workflow, load_policy
+from ribin.workflow import Lead, LinkedGroup, Workflow, load_policy, pending
 from ribin.workflow.db import SCHEMA_VERSION
 from ribin.workflow.leads import NewLead
 from ribin.workflow.links import connected_groups
@@ -534,3 +534,14 @@ def test_check_notices_needs_a_known_network_key(tmp_path, sites) -> None:
 
     with SignatureStore.open(bb) as opened, pytest.raises(InputError, match="signature"):
         check_notices(opened, bundle, load_network(stranger), country="BB")
+
+
+def test_correlation_outside_the_network_is_a_one_line_error(tmp_path) -> None:
+    """Exhibits of a country the network file does not know: refused in one line, and
+    left pending for a later `ribin leads correlate` with the right network file."""
+    path = tmp_path / "xx.ribin"
+    new_store(path, "XX", {"A": "network"})
+    one_line_error(cli("leads", "correlate", path), "unknown country 'XX'")
+    with SignatureStore.open(path) as opened, Workflow.open(path) as wf:
+        assert len(pending(opened, wf)) == 1
+        assert wf.leads("all") == []
