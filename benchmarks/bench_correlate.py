@@ -18,7 +18,9 @@ For each store size, measured:
   under the default policy (scope ``network``, top 10 per region), leads recorded in the
   store's workflow database (what ``ribin ingest`` does after extraction);
 - one :func:`ribin.search.search` of a new exhibit at the same scope, the yardstick: the
-  issue asks that correlation cost at most one search per exhibit.
+  issue asks that correlation cost at most one search per exhibit. It runs after the
+  correlation, on exhibits the correlation just read (warm caches), so the ratio errs
+  against the correlation.
 """
 
 from __future__ import annotations
