@@ -486,17 +486,19 @@ class Workflow:
         row = row.fetchone()
         before = None if lead_id is not None else _conclusion_fields(row)
         # a notice older than what this sender's lead already shows does not roll it back
-        if lead_id is not None or (row["decided"] or "") <= str(body["decided"]):
+        applied = lead_id is not None or (row["decided"] or "") <= str(body["decided"])
+        after = None
+        if applied:
             self._db.execute(
                 "UPDATE leads SET status = ?, examiner = ?, note = ?, decided = ? WHERE id = ?",
                 (body["conclusion"], body["examiner"], "", body["decided"], row["id"]),
             )
-        after = {
-            "status": body["conclusion"],
-            "examiner": body["examiner"],
-            "note": "",
-            "decided": body["decided"],
-        }
+            after = {
+                "status": body["conclusion"],
+                "examiner": body["examiner"],
+                "note": "",
+                "decided": body["decided"],
+            }
         self._db.execute(
             "INSERT INTO notices (notice_id, lead_id, sender, bundle_sha256, received, body) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -516,7 +518,11 @@ class Workflow:
             "sync import",
             before,
             after,
-            {"notice_id": notice["notice_id"], "bundle_sha256": notice["bundle_sha256"]},
+            {
+                "notice_id": notice["notice_id"],
+                "bundle_sha256": notice["bundle_sha256"],
+                "applied": applied,  # False: older than what the lead already shows
+            },
             now,
         )
 
