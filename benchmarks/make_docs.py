@@ -37,6 +37,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "store": ("bench_store.py", [], ["--ingest", "100", "--features", "10000"]),
     "sync": ("bench_sync.py", [], ["--exhibits", "500"]),
     "2d_real": ("bench_2d_real.py", [], ["--models", "ring"]),
+    "correlate": ("bench_correlate.py", ["--new", "4"], ["--sizes", "1000", "--new", "2"]),
 }
 
 #: tables also copied into docs/method.md, between its validation markers

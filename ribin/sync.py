@@ -87,7 +87,8 @@ BUNDLE_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 PAYLOAD = "payload/exhibits.h5"
-PAYLOAD_FILES = (PAYLOAD,)
+NOTICES = "payload/notices.json"  # hit notices (:mod:`ribin.workflow.notices`), when any
+PAYLOAD_FILES = (PAYLOAD, NOTICES)
 """Members the signed manifest lists under ``files`` with their SHA-256 and size."""
 SCOPES = ("network", "cluster")
 MAX_CURSOR = 10**8
@@ -108,6 +109,7 @@ def _member_caps(limits: BundleLimits) -> dict[str, int]:
         MANIFEST: limits.manifest_bytes,
         SIGNATURE: 1024,
         PAYLOAD: limits.payload_bytes,
+        NOTICES: limits.manifest_bytes,
     }
 
 
@@ -338,6 +340,7 @@ def export_bundle(
     country: str | None = None,
     site: str | None = None,
     network: Network | None = None,
+    attachments: Mapping[str, Path] | None = None,
 ) -> ExportResult:
     """Write this site's exhibits and removals since ``since`` as a signed bundle.
 
@@ -360,6 +363,9 @@ def export_bundle(
     network : Network, optional
         When given, the key must be the one it pins for this site, and a ``cluster:NAME``
         scope must name a cluster of this country.
+    attachments : mapping, optional
+        Further payload files to sign and carry, member name -> file: the hit notices
+        (``{NOTICES: path}``, written by :func:`ribin.workflow.notices.write_notices`).
 
     Returns
     -------
@@ -425,9 +431,9 @@ def export_bundle(
             "exhibits": exhibits,
             "removals": removals,
         }
-        digest, size = write_bundle(
-            bundle_path, manifest, key, {PAYLOAD: payload} if exhibits else {}
-        )
+        files = {PAYLOAD: payload} if exhibits else {}
+        files.update({k: Path(v) for k, v in (attachments or {}).items() if k == NOTICES})
+        digest, size = write_bundle(bundle_path, manifest, key, files)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -721,6 +727,10 @@ def _extract_payload(bundle: _Bundle, manifest: Mapping[str, Any], work: Path) -
     listed = manifest["files"]
     if set(bundle.members) - {MANIFEST, SIGNATURE} != set(listed):
         raise bundle.fail("the zip's payload members differ from the manifest's files")
+    if NOTICES in listed:  # read by ribin.workflow.notices; checked here with the rest
+        digest, size = bundle.extract(NOTICES, work / "notices.json")
+        if digest != listed[NOTICES]["sha256"] or size != listed[NOTICES]["bytes"]:
+            raise bundle.fail(f"{NOTICES}: SHA-256 or size does not match the manifest")
     if PAYLOAD not in listed:
         return None
     expected = listed[PAYLOAD]
@@ -880,6 +890,46 @@ def import_bundle(
             handle.close()
         bundle.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def read_signed(
+    bundle_path: str | os.PathLike,
+    network: Network,
+    member: str,
+    *,
+    limits: BundleLimits = DEFAULT_LIMITS,
+) -> tuple[dict[str, Any], tuple[str, str], str, bytes | None]:
+    """Verify a bundle's signature and sender and read one small payload member.
+
+    Returns (manifest, (sender country, site), SHA-256 of the manifest, the member's bytes
+    or None when the manifest lists no such file). The member's SHA-256 and size are
+    checked against the signed manifest; it is read only if no larger than
+    ``limits.manifest_bytes``. Raises :class:`BundleError` at the first failed check.
+    """
+    bundle = _Bundle(Path(bundle_path), limits)
+    try:
+        body = bundle.read(MANIFEST)
+        signer = _verify_signature(bundle, body, bundle.read(SIGNATURE), network)
+        manifest = _parse_manifest(bundle, body, signer)
+        expected = manifest["files"].get(member)
+        if expected is None:
+            if member in bundle.members:
+                raise bundle.fail(f"{member} is in the zip but not in the signed manifest")
+            return manifest, signer, hashlib.sha256(body).hexdigest(), None
+        if member not in bundle.members:
+            raise bundle.fail(f"the manifest lists {member} but the zip lacks it")
+        if bundle.members[member].file_size > limits.manifest_bytes:
+            raise bundle.fail(f"{member} is over the limit of {limits.manifest_bytes} bytes")
+        data = bundle.read(member)
+        if (
+            not isinstance(expected, dict)
+            or hashlib.sha256(data).hexdigest() != expected.get("sha256")
+            or len(data) != expected.get("bytes")
+        ):
+            raise bundle.fail(f"{member}: SHA-256 or size does not match the signed manifest")
+        return manifest, signer, hashlib.sha256(body).hexdigest(), data
+    finally:
+        bundle.close()
 
 
 class _AlreadyImported(Exception):

@@ -19,6 +19,8 @@ def _register() -> None:
     from ribin.cli.demo import demo
     from ribin.cli.ingest import ingest
     from ribin.cli.keys import keys
+    from ribin.cli.leads import leads
+    from ribin.cli.links import links
     from ribin.cli.search import search
     from ribin.cli.store import store
     from ribin.cli.sync import sync
@@ -31,6 +33,8 @@ def _register() -> None:
     main.add_command(store)
     main.add_command(keys)
     main.add_command(sync)
+    main.add_command(leads)
+    main.add_command(links)
 
 
 _register()

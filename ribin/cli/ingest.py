@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ribin.cli._common import echo_json, user_errors
+from ribin.cli._correlation import NO_CORRELATE, correlate_ingested, site_network_file
 from ribin.cli._options import advance, extract_kwargs, extraction_options, progress_bar
 
 
@@ -28,7 +29,8 @@ from ribin.cli._options import advance, extract_kwargs, extraction_options, prog
     "--network",
     "network_file",
     type=click.Path(exists=True, dir_okay=False),
-    help="Network file the country must belong to (default: the example shipped with RIBIN).",
+    help="Network file the country must belong to and correlation scopes come from "
+    "(default: the site's, else the example shipped with RIBIN).",
 )
 @click.option(
     "--keep-going",
@@ -36,6 +38,7 @@ from ribin.cli._options import advance, extract_kwargs, extraction_options, prog
     help="Store the files that extract and list the bad ones (exit 1 if any failed).",
 )
 @extraction_options
+@NO_CORRELATE
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @user_errors
 def ingest(store: str, files: tuple[str, ...], **params) -> None:
@@ -50,6 +53,7 @@ def ingest(store: str, files: tuple[str, ...], **params) -> None:
     from ribin.store import SignatureStore
 
     as_json = params.pop("as_json")
+    correlation = {k: params.pop(k) for k in ("no_correlate", "network_file")}
     exhibit_id = params.pop("exhibit_id")
     if exhibit_id is not None and len(files) != 1:
         raise click.UsageError("--exhibit-id needs exactly one file")
@@ -66,7 +70,8 @@ def ingest(store: str, files: tuple[str, ...], **params) -> None:
     }
     # checked before any file is read: the country against the network, every field
     metadata = batch_metadata(metadata, options)
-    load_network(params["network_file"]).require_country(metadata.country)
+    network_file = site_network_file(store, params["network_file"])
+    load_network(network_file).require_country(metadata.country)
     with progress_bar("extracting", len(files)) as bar:
         exhibits, failures = extract_files(
             list(files),
@@ -82,10 +87,13 @@ def ingest(store: str, files: tuple[str, ...], **params) -> None:
     if exhibits:
         with SignatureStore.open(store, "a") as opened:
             results = store_extracted(opened, exhibits, metadata)
+    correlation["network_file"] = network_file
+    leads = correlate_ingested(store, results, metadata.country, **correlation)
     if as_json:
         echo_json(
             {
                 "store": store,
+                "correlation": leads.document,
                 "exhibits": [
                     {
                         "exhibit_id": r.exhibit_id,
@@ -102,11 +110,12 @@ def ingest(store: str, files: tuple[str, ...], **params) -> None:
             }
         )
         _fail_if(failures, files)
-        return
+        return leads.finish()
     for result in results:
         status = "added" if result.added else result.message
         click.echo(f"{result.exhibit_id}\t{status}\t{quality_line(result)}")
     _fail_if(failures, files)
+    leads.finish(echo=True)
 
 
 def _fail_if(failures: list[tuple[str, str]], files: tuple[str, ...]) -> None:

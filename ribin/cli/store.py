@@ -61,9 +61,11 @@ def info(store_path: str, as_json: bool) -> None:
 def verify(store_path: str, as_json: bool) -> None:
     """Recompute every content ID and checksum; exit 1 listing any mismatch."""
     from ribin.store import SignatureStore
+    from ribin.workflow.verify import verify_workflow
 
     with SignatureStore.open(store_path, "r") as signature_store:
         report = signature_store.verify()
+        verify_workflow(signature_store, report)
     if as_json:
         echo_json(report.to_dict())
     else:

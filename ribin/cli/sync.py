@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ribin.cli._common import echo_json, user_errors
+from ribin.cli._correlation import NO_CORRELATE, export_with_notices, import_and_correlate
 
 
 @click.group()
@@ -66,7 +67,8 @@ def export_command(
 
     network = load_network(network_file) if network_file else None
     with SignatureStore.open(store_path, "a") as store:
-        result = export_bundle(
+        result, notices = export_with_notices(
+            export_bundle,
             store,
             bundle,
             keyfile,
@@ -77,10 +79,11 @@ def export_command(
             network=network,
         )
     if as_json:
-        echo_json(result.to_dict())
+        echo_json({**result.to_dict(), "notices": notices})
         return
     click.echo(
-        f"{bundle}: {result.exhibits} exhibits, {result.removals} removals from "
+        f"{bundle}: {result.exhibits} exhibits, {result.removals} removals, {notices} hit "
+        f"notices from "
         f"{result.country}/{result.site} ({result.scope}), cursor {result.since} -> "
         f"{result.cursor}, {result.bytes} bytes",
         err=True,
@@ -100,6 +103,7 @@ def export_command(
 )
 @_COUNTRY
 @_SITE
+@NO_CORRELATE
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @user_errors
 def import_command(
@@ -108,19 +112,20 @@ def import_command(
     network_file: str,
     country: str | None,
     site: str | None,
+    no_correlate: bool,
     as_json: bool,
 ) -> None:
-    """Verify BUNDLE against the network file's pinned keys and merge it into STORE."""
-    from ribin.network import load_network
-    from ribin.store import SignatureStore
-    from ribin.sync import import_bundle
+    """Verify BUNDLE against the network file's pinned keys and merge it into STORE.
 
-    network = load_network(network_file)
-    with SignatureStore.open(store_path, "a") as store:
-        result = import_bundle(store, bundle, network, country=country, site=site)
+    Hit notices in the bundle are verified first and recorded as leads; the exhibits it
+    brings are then correlated against this site's own exhibits (unless --no-correlate).
+    """
+    result, extra = import_and_correlate(
+        store_path, bundle, network_file, country, site, no_correlate
+    )
     if as_json:
-        echo_json(result.to_dict())
-        return
+        echo_json({**result.to_dict(), **extra.document})
+        return extra.finish()
     if result.already_imported:
         click.echo(f"{bundle}: already imported, nothing changed")
     else:
@@ -129,3 +134,4 @@ def import_command(
             f"{result.cursor}: {result.added} added, {result.unchanged} already here, "
             f"{result.removed} removed"
         )
+    extra.finish(echo=True)
