@@ -70,7 +70,7 @@ def ingest(store: str, files: tuple[str, ...], **params) -> None:
     }
     # checked before any file is read: the country against the network, every field
     metadata = batch_metadata(metadata, options)
-    network_file = site_network_file(store, params["network_file"])
+    network_file = site_network_file(store, correlation["network_file"])
     load_network(network_file).require_country(metadata.country)
     with progress_bar("extracting", len(files)) as bar:
         exhibits, failures = extract_files(
