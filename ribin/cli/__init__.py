@@ -20,6 +20,7 @@ def _register() -> None:
     from ribin.cli.ingest import ingest
     from ribin.cli.keys import keys
     from ribin.cli.search import search
+    from ribin.cli.serve import serve
     from ribin.cli.store import store
     from ribin.cli.sync import sync
 
@@ -31,6 +32,7 @@ def _register() -> None:
     main.add_command(store)
     main.add_command(keys)
     main.add_command(sync)
+    main.add_command(serve)
 
 
 _register()
