@@ -146,7 +146,7 @@ def _install_errors(app: Flask) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc):
-        limit = app.config["MAX_CONTENT_LENGTH"] / (1024 * 1024)
+        limit = app.extensions["ribin"].config.max_upload_mb
         return _error(413, f"upload refused: larger than the {limit:g} MB limit of this server")
 
     @app.errorhandler(HTTPException)
