@@ -123,6 +123,10 @@ def create_app(config: ServeConfig) -> Flask:
 
         return redirect(url_for("leads.queue" if leads.available() else "search.form"))
 
+    @app.route("/favicon.ico")
+    def favicon():
+        return "", 204  # browsers ask for one; none is needed
+
     return app
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, jsonify, render_template, request, session
 
 from ribin.errors import InputError
-from ribin.web.resources import ExhibitRef, resources
+from ribin.web.resources import ExhibitRef, calibration_note, resources
 from ribin.web.uploads import extract_upload
 
 blueprint = Blueprint("search", __name__)
@@ -91,6 +91,7 @@ def run_search() -> dict[str, Any]:
         "query_ref": query_ref,
         "query": exhibit,
         "calibration_source": source,
+        "calibration": calibration_note(source),
     }
 
 
