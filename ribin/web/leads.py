@@ -25,7 +25,7 @@ from flask import (
 )
 
 from ribin.errors import InputError, StoreError
-from ribin.web.resources import ExhibitRef, resources
+from ribin.web.resources import ExhibitRef, calibration_note, resources
 
 blueprint = Blueprint("leads", __name__)
 
@@ -128,9 +128,15 @@ def lead(lead_id: str):
     query = ExhibitRef(record["query"]["country"], record["query"]["exhibit_id"])
     candidate = ExhibitRef(record["candidate"]["country"], record["candidate"]["exhibit_id"])
     context = pair_context(query, candidate)
+    at_correlation = str(record.get("calibration") or "")
     return render_template(
         "lead.html",
         lead=record,
+        lead_calibration=(
+            calibration_note(at_correlation)
+            if at_correlation not in ("", "uncalibrated")
+            else {"label": "none (uncalibrated)", "own": False, "caution": None}
+        ),
         history=history,
         conclusions=CONCLUSIONS,
         examiner=session.get("examiner", ""),
