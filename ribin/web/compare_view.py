@@ -22,6 +22,7 @@ def pair_context(first: ExhibitRef, second: ExhibitRef) -> dict[str, Any]:
     """What ``_pair.html`` needs: the compared pair, its tables, image URLs' arguments."""
     res = resources()
     pair = pairs.compare(res, res.get(first), res.get(second))
+    pairs.draw_ahead(res, first, second)  # the figures below the fold, while the page loads
     return {
         "pair": pair,
         "a": first.label,

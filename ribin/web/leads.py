@@ -128,6 +128,9 @@ def lead(lead_id: str):
     query = ExhibitRef(record["query"]["country"], record["query"]["exhibit_id"])
     candidate = ExhibitRef(record["candidate"]["country"], record["candidate"]["exhibit_id"])
     context = pair_context(query, candidate)
+    next_id = _next_open(record["id"])
+    if next_id is not None:  # compared and drawn while this lead is examined
+        _draw_next_ahead(next_id)
     at_correlation = str(record.get("calibration") or "")
     return render_template(
         "lead.html",
@@ -140,9 +143,21 @@ def lead(lead_id: str):
         history=history,
         conclusions=CONCLUSIONS,
         examiner=session.get("examiner", ""),
-        next_id=_next_open(record["id"]),
+        next_id=next_id,
         **context,
     )
+
+
+def _draw_next_ahead(lead_id: Any) -> None:
+    from ribin.web.pairs import draw_ahead
+
+    with _workflow() as wf:
+        following = wf.lead(lead_id).to_dict()
+    refs = [
+        ExhibitRef(following[s]["country"], following[s]["exhibit_id"])
+        for s in ("query", "candidate")
+    ]
+    draw_ahead(resources(), *refs)
 
 
 def _lead_id(text: str) -> Any:

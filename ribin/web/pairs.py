@@ -13,7 +13,7 @@ from typing import Any
 
 from ribin import report
 from ribin.report import PairReport
-from ribin.web.resources import Loaded, Resources, calibration_note
+from ribin.web.resources import ExhibitRef, Loaded, Resources, calibration_note
 
 FIGURE_DPI = 110
 """Resolution of the web app's figures: about 900-1150 pixels wide, readable labels."""
@@ -82,25 +82,37 @@ def _calibration_facts(rp) -> dict[str, Any] | None:
 
 
 def compare(res: Resources, first: Loaded, second: Loaded) -> Pair:
-    """The comparison of ``first`` (reference) and ``second``, from the cache if made."""
+    """The comparison of ``first`` (reference) and ``second``, made once and kept."""
     models, source = res.calibration()
-    key = (first.key, second.key, source)
-    found = res.pairs.get(key)
-    if found is not None:
-        return found
-    with res.compare_lock:  # one comparison at a time: it already uses every core
-        found = res.pairs.get(key)
-        if found is not None:
-            return found
-        pair_report = report.compare_pair(
-            first.exhibit,
-            second.exhibit,
-            models,
-            first_metadata=first.metadata,
-            second_metadata=second.metadata,
-            calibration_source=source,
-        )
-        return res.pairs.put(key, Pair(first, second, pair_report, source))
+
+    def make() -> Pair:
+        with res.compare_lock:  # one comparison at a time: it already uses every core
+            pair_report = report.compare_pair(
+                first.exhibit,
+                second.exhibit,
+                models,
+                first_metadata=first.metadata,
+                second_metadata=second.metadata,
+                calibration_source=source,
+            )
+        return Pair(first, second, pair_report, source)
+
+    return res.pairs.get_or_make((first.key, second.key, source), make)
+
+
+def draw_ahead(res: Resources, first: ExhibitRef, second: ExhibitRef) -> None:
+    """Compare a pair and draw its overlay layers and figures in the background."""
+
+    def job() -> None:
+        pair = compare(res, res.get(first), res.get(second))
+        for rp in pair.report.regions:
+            for which in ("a", "b"):
+                layer(res, pair, rp.region, which)
+        for rp in pair.report.regions:
+            for kind in report.FIGURE_KINDS:
+                figure(res, pair, rp.region, kind)
+
+    res.ahead(job)
 
 
 def figure(res: Resources, pair: Pair, region: str, kind: str) -> bytes:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import collections
+import logging
 import secrets
 import threading
 from collections.abc import Callable, Hashable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,23 +32,45 @@ class LRU:
         self._lock = threading.Lock()
 
     def get(self, key: Hashable) -> Any:
+        """The value under ``key`` if it is made (None when absent or still being made)."""
         with self._lock:
-            if key not in self._items:
+            future = self._items.get(key)
+            if future is None or not future.done() or future.exception() is not None:
                 return None
             self._items.move_to_end(key)
-            return self._items[key]
+            return future.result()
 
     def put(self, key: Hashable, value: Any) -> Any:
+        future: Future = Future()
+        future.set_result(value)
         with self._lock:
-            self._items[key] = value
+            self._items[key] = future
             self._items.move_to_end(key)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
         return value
 
     def get_or_make(self, key: Hashable, make: Callable[[], Any]) -> Any:
-        found = self.get(key)
-        return found if found is not None else self.put(key, make())
+        """The value kept under ``key``, made once: a second caller waits for the first."""
+        with self._lock:
+            future = self._items.get(key)
+            owner = future is None
+            if owner:
+                future = self._items[key] = Future()
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+            else:
+                self._items.move_to_end(key)
+        if owner:
+            try:
+                future.set_result(make())
+            except BaseException as exc:
+                future.set_exception(exc)
+                with self._lock:
+                    if self._items.get(key) is future:
+                        del self._items[key]
+                raise
+        return future.result()
 
 
 @dataclass(frozen=True)
@@ -102,6 +126,20 @@ class Resources:
         # matplotlib is not thread-safe; drawing is quick next to comparing
         self.draw_lock = threading.Lock()
         self.compare_lock = threading.Lock()
+        # one background worker compares and draws ahead (the figures below the fold, the
+        # next open lead) while the examiner looks at the page
+        self.background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ribin-ahead")
+
+    def ahead(self, job: Callable[[], Any]) -> None:
+        """Run ``job`` in the background; a failure is only logged (the page will say)."""
+
+        def run() -> None:
+            try:
+                job()
+            except Exception:  # the request that needs it reports the error itself
+                logging.getLogger("ribin.web").debug("background job failed", exc_info=True)
+
+        self.background.submit(run)
 
     # -- store ------------------------------------------------------------------------
 
