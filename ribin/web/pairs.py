@@ -86,7 +86,14 @@ def compare(res: Resources, first: Loaded, second: Loaded) -> Pair:
     models, source = res.calibration()
 
     def make() -> Pair:
-        with res.compare_lock:  # one comparison at a time: it already uses every core
+        from ribin.compare import DEFAULT_PARAMS, compare_many
+
+        a, b = first.exhibit.signatures(), second.exhibit.signatures()
+        shared = [r for r in a if r in b and a[r].modality == b[r].modality]
+        with res.compare_lock:  # one pair at a time: its regions already fill the cores
+            # both regions at once, as a search compares them (compare_pair alone would
+            # compare them one after the other)
+            results = compare_many([(a[r], b[r], DEFAULT_PARAMS[r]) for r in shared])
             pair_report = report.compare_pair(
                 first.exhibit,
                 second.exhibit,
@@ -94,6 +101,7 @@ def compare(res: Resources, first: Loaded, second: Loaded) -> Pair:
                 first_metadata=first.metadata,
                 second_metadata=second.metadata,
                 calibration_source=source,
+                results=dict(zip(shared, results, strict=True)),
             )
         return Pair(first, second, pair_report, source)
 
@@ -142,8 +150,8 @@ def layer(res: Resources, pair: Pair, region: str, which: str) -> bytes:
         a = rp.first.surface
         b = report.registered_target(rp)
         limits = report.surface_limits(a, b)
-        with res.draw_lock:
-            return report.surface_png(a if which == "a" else b, limits)
+        # no figure, no lock: a colour-mapped array written by Pillow
+        return report.surface_png(a if which == "a" else b, limits)
 
     if which not in ("a", "b"):
         raise ValueError(which)
