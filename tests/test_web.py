@@ -330,3 +330,24 @@ def test_pages_are_served_while_an_ingest_writes(store, synthetic_dir, client):
     after = client.get("/api/exhibits").get_json()["exhibits"]
     assert len(after) == before + 2  # the committed write is seen without a restart
     assert client.get(f"/exhibits/BZ/{quote('F03-1')}").status_code == 200
+
+
+def test_templates_and_static_files_are_package_data():
+    """A non-editable install carries every template and static file (pyproject globs)."""
+    import fnmatch
+    import tomllib
+
+    from conftest import REPO
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = config["package-data"]["ribin.web"]
+    web = REPO / "ribin" / "web"
+    files = [
+        p.relative_to(web).as_posix()
+        for d in ("templates", "static")
+        for p in (web / d).rglob("*")
+        if p.is_file()
+    ]
+    assert files
+    for name in files:
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name
