@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "prefilter": ("bench_prefilter.py", [], ["--batches", "4"]),
     "store": ("bench_store.py", [], ["--ingest", "100", "--features", "10000"]),
     "sync": ("bench_sync.py", [], ["--exhibits", "500"]),
+    "serve": ("bench_serve.py", [], ["--exhibits", "1000", "--pairs", "2"]),
 }
 
 #: tables also copied into docs/method.md, between its validation markers
