@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import os
 import re
 import shutil
 import statistics
@@ -150,6 +151,7 @@ def run(store: Path, labels: list[str], args) -> None:
     server = make_server(app, "127.0.0.1", 0, app.config["MAX_CONTENT_LENGTH"])
     threading.Thread(target=server.run, daemon=True).start()
     client = Client(bound_port(server))
+    load_before = os.getloadavg()[0]
     try:
         first_ms = client.get("/search")[0]
         print(f"first request (opens the store, {args.exhibits} exhibits): "
@@ -157,6 +159,8 @@ def run(store: Path, labels: list[str], args) -> None:
         rows = measure(client, labels, args.pairs)
     finally:
         server.close()
+    load = (load_before, os.getloadavg()[0])
+    print(f"load average (1 min) {load[0]:.1f} before, {load[1]:.1f} after the pages")
     for row in rows:
         print(f"  {row[0]:<58} {row[1]:>8.1f} ms  (n={row[2]})")
     record(
@@ -166,7 +170,8 @@ def run(store: Path, labels: list[str], args) -> None:
         rows,
         notes="Real app behind waitress on 127.0.0.1, fetched over HTTP in the same machine "
         "(server and client share its cores); the compare view is the lead page's body. "
-        "Cold: a pair never shown before; warm: drawn ahead. Target: under 1000 ms.",
+        "Cold: a pair never shown before; warm: drawn ahead. Target: under 1000 ms. "
+        f"Load average of the machine (1 min): {load[0]:.1f} before, {load[1]:.1f} after.",
     )
 
 

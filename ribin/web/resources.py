@@ -122,6 +122,7 @@ class Resources:
         self.pairs = LRU(24)
         self.figures = LRU(96)
         self.uploads = LRU(16)
+        self.loaded = LRU(32)
         self._index: tuple[int, dict] | None = None
         # matplotlib is not thread-safe; drawing is quick next to comparing
         self.draw_lock = threading.Lock()
@@ -162,8 +163,14 @@ class Resources:
             if exhibit is None:
                 raise InputError(None, "that uploaded query is no longer held: upload it again")
             return Loaded(ref, exhibit, {}, f"upload:{ref.upload}")
-        stored = self.store().get(f"{ref.country}/{ref.exhibit_id}")
-        return Loaded(ref, stored.exhibit, asdict(stored.metadata), stored.content_id)
+        store = self.store()
+
+        def read() -> Loaded:
+            stored = store.get(f"{ref.country}/{ref.exhibit_id}")
+            return Loaded(ref, stored.exhibit, asdict(stored.metadata), stored.content_id)
+
+        # read once per committed state: a page and its images name the same exhibits
+        return self.loaded.get_or_make((ref.label, store.path, store.sequence), read)
 
     def get_stored(self, ref: ExhibitRef) -> StoredExhibit:
         if ref.upload is not None:
