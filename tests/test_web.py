@@ -351,3 +351,12 @@ def test_templates_and_static_files_are_package_data():
     assert files
     for name in files:
         assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name
+
+
+def test_token_login_redirect_stays_on_this_server(store):
+    app = app_for(store, host="0.0.0.0", token=TOKEN)
+    answer = app.test_client().get(
+        "/", query_string={"token": TOKEN}, environ_overrides={"PATH_INFO": "//evil.example/x"}
+    )
+    assert answer.status_code == 302
+    assert answer.headers["Location"] == "/evil.example/x"  # a path here, not another host

@@ -78,7 +78,8 @@ def install(app: Flask, config: ServeConfig) -> None:
             given = request.args.get("token")
             if request.method in SAFE_METHODS and _same(given, config.token):
                 args = {k: v for k, v in request.args.items(multi=True) if k != "token"}
-                target = request.path + ("?" + urlencode(args) if args else "")
+                # "/" + the path without leading slashes: never "//host", another site
+                target = "/" + request.path.lstrip("/") + ("?" + urlencode(args) if args else "")
                 response = redirect(target)
                 response.set_cookie(
                     TOKEN_COOKIE, config.token, httponly=True, samesite="Strict",
