@@ -360,3 +360,22 @@ def test_token_login_redirect_stays_on_this_server(store):
     )
     assert answer.status_code == 302
     assert answer.headers["Location"] == "/evil.example/x"  # a path here, not another host
+
+
+def test_ribin_serve_serves_until_stopped(store):
+    """The command itself: waitress on the loopback, the URL on stdout, pages answered."""
+    import urllib.request
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ribin", "serve", str(store), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = server.stdout.readline()
+        assert line.startswith("ribin serve: ") and "http://127.0.0.1:" in line, line
+        url = line.split(" at ", 1)[1].split()[0]
+        with urllib.request.urlopen(url + "search", timeout=60) as page:
+            assert page.status == 200 and b"Search the store" in page.read()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

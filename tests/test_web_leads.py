@@ -185,3 +185,28 @@ def _shoot(page, path: Path) -> None:
     with Image.open(path) as shot:
         small = shot.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
     small.save(path, optimize=True)
+
+
+def test_a_decision_waits_for_another_writer(client, store):
+    """The workflow database held by another writer: the decision waits, then lands once."""
+    import sqlite3
+    import threading
+
+    lead = _best(store)
+    headers = {"X-CSRF-Token": csrf_of(client)}
+    other = sqlite3.connect(store / "workflow.sqlite", check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # what an ingest's correlation holds while it writes
+    release = threading.Timer(2.0, other.rollback)
+    release.start()
+    start = time.monotonic()
+    answer = client.post(
+        f"/api/leads/{lead['id']}/decision",
+        json={"conclusion": "inconclusive", "examiner": EXAMINER},
+        headers=headers,
+    )
+    waited = time.monotonic() - start
+    release.join()
+    other.close()
+    assert answer.status_code == 200, answer.get_json()
+    assert waited >= 1.5
+    assert [x["id"] for x in _leads(store, "inconclusive")] == [lead["id"]]
