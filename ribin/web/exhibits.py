@@ -21,30 +21,47 @@ IMAGE_SIZES = (160, 720)
 def exhibit_rows(country: str | None = None, role: str | None = None) -> list[dict[str, Any]]:
     """The ``store list --json`` rows: country, exhibit_id, role, caliber, sharing, site, added.
 
-    Read from the store's index; ``added`` (the time of ingest) from each exhibit's record.
+    Read from the store's index; ``added`` (the time of ingest) from each exhibit's attributes.
     """
     res = resources()
-    store = res.store()
-    rows = []
-    for (cc, exhibit_id), meta in res.index().items():
-        if (country and cc != country) or (role and meta["role"] != role):
-            continue
-        rows.append(
-            {
-                "country": cc,
-                "exhibit_id": exhibit_id,
-                "role": meta["role"],
-                "caliber": meta["caliber"],
-                "sharing": meta["sharing"],
-                "site": meta["site"],
-                "added": _added(store, cc, exhibit_id),
-            }
-        )
-    return rows
+    index = res.index()
+    wanted = [
+        (key, meta)
+        for key, meta in index.items()
+        if (not country or key[0] == country) and (not role or meta["role"] == role)
+    ]
+    added = _added(res.store(), {meta["content_id"] for _, meta in wanted})
+    return [
+        {
+            "country": cc,
+            "exhibit_id": exhibit_id,
+            "role": meta["role"],
+            "caliber": meta["caliber"],
+            "sharing": meta["sharing"],
+            "site": meta["site"],
+            "added": added.get(meta["content_id"], ""),
+        }
+        for (cc, exhibit_id), meta in wanted
+    ]
 
 
-def _added(store, country: str, exhibit_id: str) -> str:
-    return store.get(f"{country}/{exhibit_id}").stored_at
+def _added(store, content_ids: set[str]) -> dict[str, str]:
+    """Time of ingest by content ID: one attribute per exhibit, no surface read.
+
+    Replace with the store's own listing once ``ribin store list`` provides one.
+    """
+    from ribin.store_format import open_segment
+
+    out: dict[str, str] = {}
+    for ref in store.segments():
+        with open_segment(ref.path) as segment:
+            exhibits = segment.get("exhibits")
+            if exhibits is None:
+                continue
+            for content_id in content_ids.intersection(exhibits.keys()):
+                value = exhibits[content_id].attrs.get("stored_at", "")
+                out[content_id] = value.decode() if isinstance(value, bytes) else str(value)
+    return out
 
 
 @blueprint.get("/exhibits")
