@@ -379,3 +379,13 @@ def test_ribin_serve_serves_until_stopped(store):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_every_template_compiles(app):
+    """A broken template fails here, not in front of an examiner (lead pages included)."""
+    names = app.jinja_env.list_templates()
+    assert {"base.html", "lead.html", "queue.html", "links.html", "search.html"} <= set(names)
+    for name in names:
+        app.jinja_env.get_template(name)
+    lead = (Path(app.root_path) / "templates" / "lead.html").read_text()
+    assert len(lead.splitlines()) < 200

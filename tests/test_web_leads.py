@@ -118,6 +118,9 @@ def test_queue_lead_and_form_decision(client, store):
     else:
         assert answer.headers["Location"].endswith("/leads")
     assert [x["id"] for x in _leads(store, "elimination")] == [lead["id"]]
+    again = client.get(f"/leads/{lead['id']}").get_data(as_text=True)
+    assert "Audit log of this lead" in again and EXAMINER in again and "elimination" in again
+    assert len(again) < 200_000  # the page, not a runaway template
     empty = client.post(f"/leads/{lead['id']}/decision", data={**form, "examiner": " "})
     assert empty.status_code == 303  # back to the lead, with the one-line message
     assert _leads(store, "elimination")[0]["examiner"] == EXAMINER  # unchanged
