@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "sync": ("bench_sync.py", [], ["--exhibits", "500"]),
     "2d_real": ("bench_2d_real.py", [], ["--models", "ring"]),
     "correlate": ("bench_correlate.py", ["--new", "4"], ["--sizes", "1000", "--new", "2"]),
+    "serve": ("bench_serve.py", [], ["--exhibits", "1000", "--pairs", "2"]),
 }
 
 #: tables also copied into docs/method.md, between its validation markers

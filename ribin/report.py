@@ -200,14 +200,48 @@ def pair_figures(pair: PairReport, dpi: int = DPI) -> dict[str, bytes]:
     dict
         File name (``"breech_face-signatures.png"``, ...) -> PNG bytes, in reading order.
     """
-    figures = {}
-    for rp in pair.regions:
-        a_name, b_name = pair.first.exhibit_id, pair.second.exhibit_id
-        figures[f"{rp.region}-signatures.png"] = _png(_signatures_figure(rp, a_name, b_name), dpi)
-        figures[f"{rp.region}-registered.png"] = _png(_registered_figure(rp, a_name, b_name), dpi)
-        figures[f"{rp.region}-cells.png"] = _png(_cells_figure(rp, a_name, b_name), dpi)
-        figures[f"{rp.region}-score.png"] = _png(_score_figure(rp), dpi)
-    return figures
+    a_name, b_name = pair.first.exhibit_id, pair.second.exhibit_id
+    return {
+        f"{rp.region}-{kind}.png": region_figure(rp, kind, a_name, b_name, dpi)
+        for rp in pair.regions
+        for kind in FIGURE_KINDS
+    }
+
+
+FIGURE_KINDS = ("signatures", "registered", "cells", "score")
+"""The figures of one compared region, in reading order (see :func:`region_figure`)."""
+
+
+def region_figure(rp: RegionPair, kind: str, a_name: str, b_name: str, dpi: int = DPI) -> bytes:
+    """One figure of one compared region as a PNG file (the report's and the web app's).
+
+    Parameters
+    ----------
+    rp : RegionPair
+    kind : {"signatures", "registered", "cells", "score"}
+        Both signatures as measured; B registered onto A; the congruent cells drawn on
+        both; the score against the calibration.
+    a_name, b_name : str
+        Names of the two exhibits in titles.
+    dpi : int
+        Resolution (sets the image size: a figure is about 8-10.5 inches wide).
+
+    Returns
+    -------
+    bytes
+        PNG file.
+    """
+    if kind == "signatures":
+        figure = _signatures_figure(rp, a_name, b_name)
+    elif kind == "registered":
+        figure = _registered_figure(rp, a_name, b_name)
+    elif kind == "cells":
+        figure = _cells_figure(rp, a_name, b_name)
+    elif kind == "score":
+        figure = _score_figure(rp)
+    else:
+        raise ValueError(f"kind must be one of {FIGURE_KINDS}, not {kind!r}")
+    return _png(figure, dpi)
 
 
 def _png(figure: Figure, dpi: int) -> bytes:
@@ -541,18 +575,80 @@ def thumbnail(signature: Signature, size: int = 96) -> bytes:
     bytes
         PNG file.
     """
-    surface = np.asarray(signature.surface, dtype=np.float64)
-    step = max(1, math.ceil(max(surface.shape) / size))
+    return surface_png(signature.surface, size=size)
+
+
+def surface_png(
+    surface: np.ndarray,
+    limits: tuple[float, float] | None = None,
+    *,
+    size: int | None = None,
+) -> bytes:
+    """A surface as a bare PNG image, one pixel per surface pixel (or fewer).
+
+    The colour map and robust limits are the report figures' own, so a web page can lay
+    two such images over each other (see :func:`registered_target`) or zoom into one.
+
+    Parameters
+    ----------
+    surface : ndarray, shape (M, N)
+        NaN where there is no data (transparent in the image).
+    limits : (float, float), optional
+        Colour limits (default: the 1st and 99th percentiles of ``surface``); give the same
+        limits to images meant to be compared.
+    size : int, optional
+        Longest side in pixels: larger surfaces are block-averaged down to it.
+
+    Returns
+    -------
+    bytes
+        PNG file (RGBA).
+    """
+    surface = np.asarray(surface, dtype=np.float64)
+    step = max(1, math.ceil(max(surface.shape) / size)) if size else 1
     if step > 1:
         rows = (surface.shape[0] // step) * step
         cols = (surface.shape[1] // step) * step
         blocks = surface[:rows, :cols].reshape(rows // step, step, cols // step, step)
         with np.errstate(invalid="ignore"), _quiet_nanmean():
             surface = np.nanmean(blocks, axis=(1, 3))
-    lo, hi = _limits(surface)
+    lo, hi = limits if limits is not None else _limits(surface)
     buffer = io.BytesIO()
     imsave(buffer, np.ma.masked_invalid(surface), cmap=HEIGHT_CMAP, vmin=lo, vmax=hi, format="png")
     return buffer.getvalue()
+
+
+def surface_limits(*surfaces: np.ndarray) -> tuple[float, float]:
+    """Shared robust colour limits of surfaces (1st and 99th percentiles of valid pixels)."""
+    return _limits(*surfaces)
+
+
+def cell_boxes(rp: RegionPair) -> list[dict[str, Any]]:
+    """Where each of A's cells lies, in A's pixels, as the cells figure draws them.
+
+    Parameters
+    ----------
+    rp : RegionPair
+
+    Returns
+    -------
+    list of dict
+        One per cell: ``index`` (1-based, the figures' numbering), ``congruent``,
+        ``corr``, and ``left``, ``top``, ``width``, ``height`` in A's pixels.
+    """
+    h, w, _, _ = _cell_size(rp.first.surface, rp.result.params.grid)
+    return [
+        {
+            "index": cell.index + 1,
+            "congruent": bool(cell.congruent),
+            "corr": None if not math.isfinite(cell.corr) else float(cell.corr),
+            "left": int(cell.left),
+            "top": int(cell.top),
+            "width": int(w),
+            "height": int(h),
+        }
+        for cell in rp.result.cells
+    ]
 
 
 class _quiet_nanmean:
@@ -1170,6 +1266,66 @@ def search_html(
         _pair_body(out, entry.pair, pair_figs, anchor=anchor, level=3)
         out.close("section")
     _provenance_section(out, {"search": result.provenance, "report": dict(parameters or {})})
+    return _document(title, out.text())
+
+
+def exhibit_html(
+    exhibit: Exhibit,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    stored: Mapping[str, Any] | None = None,
+    parameters: Mapping | None = None,
+) -> str:
+    """A self-contained HTML report of one exhibit: metadata, signatures, quality, provenance.
+
+    Parameters
+    ----------
+    exhibit : Exhibit
+    metadata : mapping, optional
+        What the lab recorded (country, site, caliber, role, ...).
+    stored : mapping, optional
+        Where the store keeps it (content ID, segment, time of ingest).
+    parameters : mapping, optional
+        How the report was asked for, recorded in its provenance.
+
+    Returns
+    -------
+    str
+        The HTML document.
+    """
+    out = _Html()
+    title = f"RIBIN exhibit: {exhibit.exhibit_id}"
+    out.tag("h1", title)
+    out.tag("p", f"Report generated {_now()} by RIBIN {__version__}.", class_="note")
+    out.tag("h2", "Exhibit", id="exhibit")
+    rows: list[list[Any]] = [["exhibit ID", exhibit.exhibit_id]]
+    rows += [[k.replace("_", " "), v] for k, v in (metadata or {}).items() if v]
+    rows += [[k.replace("_", " "), v] for k, v in (stored or {}).items() if v]
+    rows += [
+        ["source file", exhibit.source_name],
+        ["source SHA-256", _Markup(f'<span class="hash">{_esc(exhibit.source_sha256)}</span>')],
+        ["extracted by", f"RIBIN {exhibit.software_version}"],
+        ["warnings", "; ".join(exhibit.warnings) or "none"],
+    ]
+    out.table(["", ""], rows)
+    for region in REGIONS:
+        sig = exhibit.signatures().get(region)
+        out.tag("h2", REGION_NAMES[region], id=region)
+        if sig is None:
+            out.tag("p", f"Not extracted: {exhibit.missing.get(region, 'no reason recorded')}")
+            continue
+        out.figure(
+            surface_png(sig.surface, size=480),
+            f"{region} signature of {exhibit.exhibit_id}",
+            f"{sig.modality.upper()} signature, {sig.surface.shape[1]} × {sig.surface.shape[0]} "
+            f"px at {sig.pixel_size_um:g} µm (cividis: lighter is higher).",
+        )
+        out.table(["quality figure", "value"], [[k, _short(v)] for k, v in sig.quality.items()])
+        out.tag("p", f"Signature ID {sig.id}", class_="note")
+        params = {k: v for k, v in sig.params.items() if k != "detection"}
+        out.tag("pre", json.dumps(params, indent=1, sort_keys=True, default=str))
+    provenance = {"exhibit": {"detection": exhibit.detection}, "report": dict(parameters or {})}
+    _provenance_section(out, provenance)
     return _document(title, out.text())
 
 

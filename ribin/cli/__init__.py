@@ -22,6 +22,7 @@ def _register() -> None:
     from ribin.cli.leads import leads
     from ribin.cli.links import links
     from ribin.cli.search import search
+    from ribin.cli.serve import serve
     from ribin.cli.store import store
     from ribin.cli.sync import sync
 
@@ -35,6 +36,7 @@ def _register() -> None:
     main.add_command(sync)
     main.add_command(leads)
     main.add_command(links)
+    main.add_command(serve)
 
 
 _register()
