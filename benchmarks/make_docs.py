@@ -62,6 +62,7 @@ ORDER = [
     "2d_real",
     "2d_real_options_integrate",
     "2d_real_options_half",
+    "2d_synthetic_log",
     "2d_synthetic_integrate",
     "2d_synthetic_half",
     "extraction",
