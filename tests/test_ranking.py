@@ -81,11 +81,6 @@ def test_2d_queries_rank_by_score_and_a_mate_above_every_non_mate_is_in_the_top_
                 assert rank <= 2, (query, c.exhibit_id, rank)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs the symmetric comparison (issue 24, matcher): F08-3 vs F08-2 scores 0.17 + "
-    "0.35 in this order and 0.2 + 4.44 the other way, below the non-mate F07-2 (3.63)",
-)
 def test_2d_demo_ranks_both_true_mates_of_every_query_in_its_top_2(searched_2d):
     for query, (mates, candidates) in searched_2d.items():
         assert {c.exhibit_id for c in candidates[:2]} == mates, query
