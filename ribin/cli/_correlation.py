@@ -19,16 +19,32 @@ NETWORK = click.option(
 
 def site_network_file(store_path, network_file):
     """``network_file`` if given, else the one the site's workflow database remembers (its
-    last sync), else None (the example shipped with RIBIN). Creates nothing."""
+    last sync), else None (the example shipped with RIBIN).
+
+    Writes nothing: the database is read as an immutable file, so checking an ingest's
+    country never fails on a full disk before the ingest itself does. Only when that read
+    finds nothing and a write-ahead log exists (a writer's last commit may sit there) is the
+    database opened normally.
+    """
+    import contextlib
+    import sqlite3
     from pathlib import Path
 
     from ribin.workflow import Workflow
     from ribin.workflow.db import DB_NAME
 
-    if network_file is not None or not (Path(store_path) / DB_NAME).is_file():
+    path = Path(store_path) / DB_NAME
+    if network_file is not None or not path.is_file():
         return network_file
-    with Workflow.open(store_path, create=False) as wf:
-        remembered = wf.meta("network_file")
+    remembered = None
+    with contextlib.suppress(sqlite3.Error):
+        uri = f"{path.resolve().as_uri()}?immutable=1"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'network_file'").fetchone()
+            remembered = row and row[0]
+    if not remembered and path.with_name(DB_NAME + "-wal").is_file():
+        with Workflow.open(store_path, create=False) as wf:
+            remembered = wf.meta("network_file")
     return remembered if remembered and Path(remembered).is_file() else None
 
 
