@@ -56,11 +56,10 @@ from ribin.search import (
     Filters,
     InProcessShards,
     SearchParams,
-    _Merge,
-    _prepare,
     search,
     search_batch,
 )
+from ribin.shards import _Merge, _prepare
 from ribin.store import SignatureStore
 
 SHOTS = 3

@@ -1,7 +1,7 @@
 """Network-scale search on Dask: a store's segments spread over a cluster, same results.
 
 The sibling of the embedded engine in :mod:`ribin.search`, running the same shard steps
-(:func:`ribin.search.rank_shard`, :func:`ribin.search.compare_shard`) with one store
+(:func:`ribin.shards.rank_shard`, :func:`ribin.shards.compare_shard`) with one store
 segment per task:
 
 1. per segment, a task opens the segment file itself, ranks its candidates by prefilter
@@ -37,11 +37,10 @@ import numpy as np
 from ribin.compare import CMCParams
 from ribin.errors import InputError, RibinError
 from ribin.exhibit import Exhibit
-from ribin.search import (
-    Filters,
+from ribin.search_types import Filters, SearchResult
+from ribin.shards import (
     Found,
     Requests,
-    SearchResult,
     ShardQuery,
     ShardState,
     compare_shard,
@@ -173,7 +172,7 @@ def _connect(scheduler: Any, workers: int | None, n_segments: int) -> Iterator[A
 
 
 class DaskShards:
-    """The two shard steps of :func:`ribin.search.run_search` as Dask tasks, per segment.
+    """The two shard steps of :func:`ribin.shards.run_search` as Dask tasks, per segment.
 
     Parameters
     ----------

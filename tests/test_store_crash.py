@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ribin import store as store_module
 from ribin.store import SignatureStore
+from ribin.store import writing as store_writing
 from ribin.store_format import exhibit_content_id
 
 pytestmark = [
@@ -226,7 +226,7 @@ def test_writer_killed_at_each_step(tmp_path: Path, step: str, lands: bool, oper
             if name == step:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        store_module._checkpoint = checkpoint
+        store_writing._checkpoint = checkpoint
         with SignatureStore.open(path, "a") as store:
             if operation == "add":
                 store.add_many(batch(2))

@@ -17,11 +17,11 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ribin import prefilter
-from ribin import store as store_module
 from ribin.cli import main
 from ribin.errors import InputError, StoreError
 from ribin.network import load_network
 from ribin.store import AmbiguousExhibitError, ExhibitNotFoundError, Scope, SignatureStore
+from ribin.store import writing as store_writing
 from ribin.store_format import SegmentWriter
 from ribin.sync import (
     PAYLOAD,
@@ -514,7 +514,7 @@ def test_import_killed_mid_way(pair, network, step: str) -> None:
                 if name == step:
                     os.kill(os.getpid(), signal.SIGKILL)
 
-            store_module._checkpoint = die
+            store_writing._checkpoint = die
             import_(jm, bundle, network)
         finally:
             os._exit(3)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from ribin import store as store_module
 from ribin.store import SignatureStore
+from ribin.store import writing as store_writing
 from ribin.workflow import Workflow, correlate, pending
 from ribin.workflow.leads import NewLead
 from ribin.workflow.verify import verify_workflow
@@ -137,7 +137,7 @@ def test_killed_between_the_store_commit_and_correlation(tmp_path: Path) -> None
             if name == "manifest-replaced":
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        store_module._checkpoint = die
+        store_writing._checkpoint = die
         with SignatureStore.open(path, "a") as store:
             ingest_with_correlation(store, 1)
 
