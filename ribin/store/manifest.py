@@ -104,11 +104,7 @@ def _check_manifest(manifest: Any, name: str) -> dict[str, Any]:
         if not _is_count(entry.get("bytes", 0)) or not _is_count(entry.get("sequence", 0)):
             raise StoreError(f"{name}: segment {entry['name']} has a bad size or sequence")
         origin = entry.get("origin")
-        if origin is not None and not (
-            isinstance(origin, dict)
-            and isinstance(origin.get("country"), str)
-            and isinstance(origin.get("site"), str)
-        ):
+        if origin is not None and not _is_place(origin):
             raise StoreError(f"{name}: segment {entry['name']} has a bad origin")
     for entry in manifest["tombstones"]:
         if (
@@ -125,16 +121,21 @@ def _check_manifest(manifest: Any, name: str) -> dict[str, Any]:
     return manifest
 
 
+def _is_place(value: Any) -> bool:
+    """A segment's origin or a store's identity: an object with a text country and site."""
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("country"), str)
+        and isinstance(value.get("site"), str)
+    )
+
+
 def _check_sync_state(sync: Any, name: str) -> None:
     """The ``sync`` object: the store's identity and a cursor range per sending site."""
     if not isinstance(sync, dict):
         raise StoreError(f"{name}: 'sync' is not an object")
     identity = sync.get("identity")
-    if identity is not None and not (
-        isinstance(identity, dict)
-        and isinstance(identity.get("country"), str)
-        and isinstance(identity.get("site"), str)
-    ):
+    if identity is not None and not _is_place(identity):
         raise StoreError(f"{name}: sync.identity needs a country and a site")
     received = sync.get("received", {})
     if not isinstance(received, dict):

@@ -13,15 +13,20 @@ from flask import Blueprint, Response, render_template, request
 from ribin import report
 from ribin.errors import InputError
 from ribin.web import pairs
-from ribin.web.resources import ExhibitRef, resources
+from ribin.web.resources import ExhibitRef, Resources, resources
 
 blueprint = Blueprint("compare", __name__)
 
 
+def _compared(first: ExhibitRef, second: ExhibitRef) -> tuple[Resources, pairs.Pair]:
+    """The app's resources and the (cached) comparison of ``first`` with ``second``."""
+    res = resources()
+    return res, pairs.compare(res, res.get(first), res.get(second))
+
+
 def pair_context(first: ExhibitRef, second: ExhibitRef) -> dict[str, Any]:
     """What ``_pair.html`` needs: the compared pair, its tables, image URLs' arguments."""
-    res = resources()
-    pair = pairs.compare(res, res.get(first), res.get(second))
+    res, pair = _compared(first, second)
     pairs.draw_ahead(res, first, second)  # the figures below the fold, while the page loads
     return {
         "pair": pair,
@@ -57,8 +62,7 @@ def figure():
     kind = request.args.get("kind", "")
     if kind not in report.FIGURE_KINDS:
         raise InputError(None, f"unknown figure {kind!r}")
-    res = resources()
-    pair = pairs.compare(res, res.get(first), res.get(second))
+    res, pair = _compared(first, second)
     return _png(pairs.figure(res, pair, request.args.get("region", ""), kind))
 
 
@@ -68,8 +72,7 @@ def layer():
     which = request.args.get("which", "")
     if which not in ("a", "b"):
         raise InputError(None, f"unknown layer {which!r}")
-    res = resources()
-    pair = pairs.compare(res, res.get(first), res.get(second))
+    res, pair = _compared(first, second)
     return _png(pairs.layer(res, pair, request.args.get("region", ""), which))
 
 
@@ -77,8 +80,7 @@ def layer():
 def pair_report():
     """The comparison's self-contained HTML report (the same as ``ribin compare --report``)."""
     first, second = _refs()
-    res = resources()
-    pair = pairs.compare(res, res.get(first), res.get(second))
+    res, pair = _compared(first, second)
     with res.draw_lock:
         document = report.compare_html(
             pair.report, parameters={"command": "ribin serve", "a": first.label, "b": second.label}
