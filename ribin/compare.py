@@ -52,6 +52,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -324,9 +326,12 @@ def compare_surfaces(
     b = np.ascontiguousarray(b, dtype=np.float32)
     # Symmetric by construction: the two surfaces are compared in one canonical order (by
     # content), and the other order gets the same result seen from the other side.
-    if _order_key(b) < _order_key(a):
-        return _swapped(_compare_ordered(b, a, pixel_size_um, params), pixel_size_um)
-    return _compare_ordered(a, b, pixel_size_um, params)
+    key_a, key_b = _order_key(a), _order_key(b)
+    if key_b < key_a:
+        parts = _PARTS.get(b, key_b, params, "b"), _PARTS.get(a, key_a, params, "a")
+        return _swapped(_compare_ordered(b, a, pixel_size_um, params, *parts), pixel_size_um)
+    parts = _PARTS.get(a, key_a, params, "a"), _PARTS.get(b, key_b, params, "b")
+    return _compare_ordered(a, b, pixel_size_um, params, *parts)
 
 
 def _order_key(surface: np.ndarray) -> bytes:
@@ -368,30 +373,37 @@ def _swapped(result: Comparison, pixel_size_um: float) -> Comparison:
 
 
 def _compare_ordered(
-    a: np.ndarray, b: np.ndarray, pixel_size_um: float, params: CMCParams
+    a: np.ndarray,
+    b: np.ndarray,
+    pixel_size_um: float,
+    params: CMCParams,
+    parts_a: _Parts | None = None,
+    parts_b: _Parts | None = None,
 ) -> Comparison:
-    """:func:`compare_surfaces` in the order given (float32, C-contiguous surfaces)."""
-    grid_a = _Grid.of(a, params, "a")
-    grid_b = _Grid.of(b, params, "b")
+    """:func:`compare_surfaces` in the order given (float32, C-contiguous surfaces).
+
+    ``parts_a`` and ``parts_b``: each surface's grids and cell spectra, when already made
+    (:class:`_PartsCache`); made here otherwise.
+    """
+    parts_a = parts_a or _Parts.of(a, params, "a")
+    parts_b = parts_b or _Parts.of(b, params, "b")
+    grid_a, grid_b = parts_a.grid, parts_b.grid
     shift_max = params.shift_max_um / pixel_size_um
     angles = params.angles()
 
     if params.search == "exhaustive":
-        fwd = _sweep(grid_a, b, angles, params)
+        fwd = _sweep(grid_a, b, angles, params, memo=_Memo(templates=parts_a.templates))
         fwd_dec = _decide(fwd, params, shift_max)
         candidates = [(fwd, fwd_dec)]
     else:
-        low_grid_a, low_grid_b = _low(grid_a, params), _low(grid_b, params)
-        # The grids pad their images at the end only: the unpadded images' block means are
-        # the grids' first ones.
-        low_a, low_b = (
-            np.ascontiguousarray(g.image[: g.shape[0], : g.shape[1]])
-            for g in (low_grid_a, low_grid_b)
+        low_grid_a, low_grid_b = parts_a.low_grid, parts_b.low_grid
+        low_a, low_b = parts_a.low_image, parts_b.low_image
+        coarse, rotations = _coarse_search(
+            low_grid_a, low_b, angles, params, shift_max, parts_a.low_templates
         )
-        coarse, rotations = _coarse_search(low_grid_a, low_b, angles, params, shift_max)
         candidates = []
         # Windows of nearby candidates overlap: a rotation is searched once per stage.
-        fine_memo = _Memo()
+        fine_memo = _Memo(templates=parts_a.templates)
         # All windows' rotations in one sweep first (larger batches), each window from it.
         windows = np.concatenate([_window(theta, params) for theta in rotations])
         _refine(grid_a, b, coarse, np.unique(windows.round(6)), params, fine_memo)
@@ -401,8 +413,8 @@ def _compare_ordered(
 
     best = None
     if params.search != "exhaustive":
-        back_coarse_memo = _Memo()
-        back_fine_memo = _Memo()
+        back_coarse_memo = _Memo(templates=parts_b.low_templates)
+        back_fine_memo = _Memo(templates=parts_b.templates)
     # The pair's count is min(forward, backward), so a candidate whose forward count is below
     # the best pair count so far cannot win and its backward search is skipped (one that can
     # tie on count may still win on the tie-break). Candidates are visited by forward count
@@ -414,7 +426,7 @@ def _compare_ordered(
             continue
         back_angles = _window(-fwd_dec.rotation, params)
         if params.search == "exhaustive":
-            bwd = _sweep(grid_b, a, back_angles, params)
+            bwd = _sweep(grid_b, a, back_angles, params, memo=_Memo(templates=parts_b.templates))
         else:
             coarse_back = _sweep(
                 low_grid_b,
@@ -592,11 +604,75 @@ class _Memo:
     """What one search stage (same grid, target and region rule) has computed so far.
 
     ``rows`` maps a rotation (degrees, rounded) to its ``(dx, dy, corr)`` rows;
-    ``templates`` holds the reference cells' spectra and minimum overlaps by FFT shape.
+    ``templates`` holds the reference cells' spectra and minimum overlaps by FFT shape
+    (shared by every memo of one grid: :class:`_Parts`).
     """
 
     rows: dict = field(default_factory=dict)
     templates: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """What a comparison needs of one surface that does not depend on the other one.
+
+    Its grid of cells at full and at the coarse sweep's resolution, the coarse surface,
+    and its cells' spectra by FFT shape (filled as sweeps need them, the same for every
+    target: :class:`_Memo` ``templates``).
+    """
+
+    grid: _Grid
+    low_grid: _Grid
+    low_image: np.ndarray
+    templates: dict = field(default_factory=dict)
+    low_templates: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, surface: np.ndarray, params: CMCParams, name: str) -> _Parts:
+        grid = _Grid.of(surface, params, name)
+        low = _low(grid, params)
+        # The grids pad their images at the end only: the unpadded image's block means are
+        # the grid's first ones.
+        low_image = np.ascontiguousarray(low.image[: low.shape[0], : low.shape[1]])
+        return cls(grid=grid, low_grid=low, low_image=low_image)
+
+
+class _PartsCache:
+    """The last few surfaces' :class:`_Parts`, by content and parameters.
+
+    A search compares its query with every candidate: the query's grids and cell spectra
+    are then made once, not once per comparison. Thread-safe; a surface is looked up by
+    the content key :func:`compare_surfaces` computes anyway (its shape and bytes), so
+    equal keys mean equal surfaces and the parts are those a fresh comparison would make.
+    """
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self._entries: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, surface: np.ndarray, key: bytes, params: CMCParams, name: str) -> _Parts:
+        """The parts of ``surface`` (content ``key``) under ``params``; made when missing."""
+        entry = (key, params)
+        with self._lock:
+            parts = self._entries.get(entry)
+            if parts is not None:
+                self._entries.move_to_end(entry)
+                return parts
+        parts = _Parts.of(surface, params, name)
+        with self._lock:
+            parts = self._entries.setdefault(entry, parts)
+            self._entries.move_to_end(entry)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return parts
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_PARTS = _PartsCache()
 
 
 # FFT pixels per batch of rotations in :func:`_sweep`: batches that stay in cache (measured
@@ -856,6 +932,7 @@ def _coarse_search(
     angles: np.ndarray,
     params: CMCParams,
     shift_max: float,
+    templates: dict | None = None,
 ) -> tuple[_Sweep, list[float]]:
     """Reduced-resolution sweep and the rotations to refine at full resolution.
 
@@ -865,7 +942,8 @@ def _coarse_search(
     rotations skipped.
     """
     visited = np.asarray(angles[:: max(1, params.coarse_angle_stride)], dtype=float)
-    coarse = _sweep(grid, target, visited, params, scale=params.coarse_factor)
+    memo = _Memo(templates={} if templates is None else templates)
+    coarse = _sweep(grid, target, visited, params, scale=params.coarse_factor, memo=memo)
     return coarse, _coarse_rotations(coarse, params, shift_max)
 
 
