@@ -125,6 +125,12 @@ class CMCParams:
         valid in both surfaces at its lag (Fisher's z grows with the root of the sample
         size). A cell a quarter valid then needs r >= 0.80 where a full one needs 0.5.
         False: every cell's own ``r`` (cmcR).
+    rotation_estimates : int
+        Full-circle coarse-to-fine sweeps only: the coarse sweep visits the rotations
+        within ``theta_max_deg`` of the best ``rotation_estimates`` peaks of a
+        rotation-invariant estimate (the two surfaces' Fourier magnitudes compared in
+        polar coordinates, :func:`_rotation_peaks`), each peak and its half-turn, instead
+        of the whole circle. 0: the whole circle.
     """
 
     grid: tuple[int, int] = (8, 8)
@@ -142,6 +148,7 @@ class CMCParams:
     coarse_keep_fraction: float = 0.0
     min_overlap_fraction: float = 0.5
     area_weighted: bool = True
+    rotation_estimates: int = 3
 
     def angles(self) -> np.ndarray:
         """The sweep's rotations in degrees."""
@@ -398,8 +405,11 @@ def _compare_ordered(
     else:
         low_grid_a, low_grid_b = parts_a.low_grid, parts_b.low_grid
         low_a, low_b = parts_a.low_image, parts_b.low_image
+        visit = None
+        if params.rotation_estimates > 0 and params.angle_range_deg is None:
+            visit = _rotation_peaks(parts_a.profile, parts_b.profile, params.rotation_estimates)
         coarse, rotations = _coarse_search(
-            low_grid_a, low_b, angles, params, shift_max, parts_a.low_templates
+            low_grid_a, low_b, angles, params, shift_max, parts_a.low_templates, visit
         )
         candidates = []
         # Windows of nearby candidates overlap: a rotation is searched once per stage.
@@ -624,6 +634,7 @@ class _Parts:
     grid: _Grid
     low_grid: _Grid
     low_image: np.ndarray
+    profile: np.ndarray
     templates: dict = field(default_factory=dict)
     low_templates: dict = field(default_factory=dict)
 
@@ -634,7 +645,88 @@ class _Parts:
         # The grids pad their images at the end only: the unpadded image's block means are
         # the grid's first ones.
         low_image = np.ascontiguousarray(low.image[: low.shape[0], : low.shape[1]])
-        return cls(grid=grid, low_grid=low, low_image=low_image)
+        return cls(grid=grid, low_grid=low, low_image=low_image, profile=_rotation_profile(surface))
+
+
+# Rotation-invariant estimate: the Fourier magnitude of a surface does not move with it
+# and turns with it, so in polar coordinates a rotation is a shift along the angle.
+_PROFILE_ANGLES = 180  # 1 deg steps over the half turn (the magnitude repeats after it)
+_PROFILE_RADII = 40
+_PROFILE_BAND = (0.08, 0.45)  # cycles per pixel: wavelengths 2.2 to 12.5 pixels
+
+
+def _rotation_profile(surface: np.ndarray) -> np.ndarray:
+    """Log Fourier magnitude of a surface in polar coordinates, each radius normalised.
+
+    Parameters
+    ----------
+    surface : ndarray of float32, shape (M, N)
+        NaN outside the region (mean-centred and zero-filled here).
+
+    Returns
+    -------
+    ndarray of float64, shape (_PROFILE_RADII, _PROFILE_ANGLES)
+        Rows: radii spaced geometrically over :data:`_PROFILE_BAND` of the sampling
+        frequency; columns: angles 0, 1, ..., 179 deg. Each row has mean 0 and norm 1
+        (0 where the row is constant).
+    """
+    n = scipy.fft.next_fast_len(max(surface.shape), real=True)
+    x = np.zeros((n, n), dtype=np.float32)
+    valid = ~np.isnan(surface)
+    mean = float(surface[valid].mean()) if valid.any() else 0.0
+    x[: surface.shape[0], : surface.shape[1]] = np.where(valid, surface - mean, 0.0)
+    mag = np.log1p(np.abs(ducc0.fft.r2c(x, axes=(0, 1), nthreads=1))).astype(np.float64)
+    radius = np.geomspace(_PROFILE_BAND[0] * n, _PROFILE_BAND[1] * n, _PROFILE_RADII)
+    phi = np.radians(np.arange(_PROFILE_ANGLES) * 180.0 / _PROFILE_ANGLES)
+    kx = radius[:, None] * np.cos(phi)[None, :]
+    ky = radius[:, None] * np.sin(phi)[None, :]
+    # The real transform holds kx >= 0; the magnitude at -k is that at k.
+    flip = kx < 0
+    kx, ky = np.where(flip, -kx, kx), np.where(flip, -ky, ky)
+    x0, y0 = np.floor(kx), np.floor(ky)
+    fx, fy = kx - x0, ky - y0
+    c0, r0 = x0.astype(np.int64), y0.astype(np.int64)
+    r1 = (r0 + 1) % n
+    r0 %= n
+    profile = (
+        mag[r0, c0] * (1 - fx) * (1 - fy) + mag[r0, c0 + 1] * fx * (1 - fy)
+        + mag[r1, c0] * (1 - fx) * fy + mag[r1, c0 + 1] * fx * fy
+    )  # fmt: skip
+    profile -= profile.mean(axis=1, keepdims=True)
+    norm = np.linalg.norm(profile, axis=1, keepdims=True)
+    return np.divide(profile, norm, out=np.zeros_like(profile), where=norm > 0)
+
+
+def _rotation_peaks(reference: np.ndarray, target: np.ndarray, count: int) -> list[float]:
+    """Rotations (degrees, of the target onto the reference) the profiles suggest.
+
+    The profiles' circular cross-correlation along the angle, summed over the radii; its
+    ``count`` highest local maxima (ties: the smaller angle), each with its half-turn (the
+    magnitude cannot tell them apart).
+
+    Parameters
+    ----------
+    reference, target : ndarray, shape (_PROFILE_RADII, _PROFILE_ANGLES)
+        :func:`_rotation_profile` of the two surfaces.
+    count : int
+
+    Returns
+    -------
+    list of float
+        ``2 * count`` rotations (fewer when the score has fewer maxima) in [-180, 180).
+    """
+    spectra = np.fft.rfft(reference, axis=1) * np.conj(np.fft.rfft(target, axis=1))
+    score = np.fft.irfft(spectra.sum(axis=0), n=reference.shape[1])
+    peaks = np.flatnonzero((score >= np.roll(score, 1)) & (score >= np.roll(score, -1)))
+    peaks = peaks[np.lexsort((peaks, -score[peaks]))][:count]
+    step = 180.0 / reference.shape[1]
+    # score[q] peaks where the reference's angle phi + q meets the target's phi: the target
+    # turns by -q (or -q + 180) onto the reference.
+    out = []
+    for q in peaks:
+        theta = float(_angle_diff(-q * step, 0.0))
+        out += [theta, float(_angle_diff(theta + 180.0, 0.0))]
+    return out
 
 
 class _PartsCache:
@@ -933,6 +1025,7 @@ def _coarse_search(
     params: CMCParams,
     shift_max: float,
     templates: dict | None = None,
+    near: list[float] | None = None,
 ) -> tuple[_Sweep, list[float]]:
     """Reduced-resolution sweep and the rotations to refine at full resolution.
 
@@ -943,8 +1036,23 @@ def _coarse_search(
     """
     visited = np.asarray(angles[:: max(1, params.coarse_angle_stride)], dtype=float)
     memo = _Memo(templates={} if templates is None else templates)
-    coarse = _sweep(grid, target, visited, params, scale=params.coarse_factor, memo=memo)
-    return coarse, _coarse_rotations(coarse, params, shift_max)
+    if near is None:
+        coarse = _sweep(grid, target, visited, params, scale=params.coarse_factor, memo=memo)
+        return coarse, _coarse_rotations(coarse, params, shift_max)
+    # Only the rotations near the estimates, then the candidates' neighbours that the
+    # refinement carries translations from (as it would from the whole sweep's).
+    tol = params.theta_max_deg + 1e-6
+    keep = np.zeros(len(visited), dtype=bool)
+    for theta in near:
+        keep |= np.abs(_angle_diff(visited, theta)) <= tol
+    coarse = _sweep(grid, target, visited[keep], params, scale=params.coarse_factor, memo=memo)
+    rotations = _coarse_rotations(coarse, params, shift_max)
+    for theta in rotations:
+        for w in _window(theta, params):
+            gap = np.abs(_angle_diff(visited, w))
+            keep |= gap <= gap.min() + 1e-6
+    coarse = _sweep(grid, target, visited[keep], params, scale=params.coarse_factor, memo=memo)
+    return coarse, rotations
 
 
 def _carried_centres(grid: _Grid, coarse: _Sweep, angles: np.ndarray) -> np.ndarray:
