@@ -420,3 +420,92 @@ def test_faster_coarse_search_keeps_a_clear_match(degrees):
     assert fast.score <= every.score
     assert fast.cmc_count == every.cmc_count  # a clear match: the same registration
     assert fast.registration == every.registration
+
+
+@pytest.mark.parametrize("degrees", [-150.0, -33.0, 12.0, 71.0, 120.0])
+def test_rotation_peaks_include_the_turn(degrees):
+    """The polar Fourier-magnitude estimate names the turn (or its half-turn) first."""
+    import ribin.compare as cmp
+
+    rng = np.random.default_rng(11)
+    a = ring_surface(rng, size=160)
+    b = rotated(a, degrees, shift=(5, -3))
+    b = b + rng.normal(scale=0.2, size=b.shape).astype(np.float32)
+    peaks = cmp._rotation_peaks(cmp._rotation_profile(a), cmp._rotation_profile(b), 1)
+    assert len(peaks) == 2 and abs(cmp._angle_diff(peaks[0], peaks[1])) == 180.0
+    # b is a turned counterclockwise: turning it back takes -degrees.
+    assert min(abs(cmp._angle_diff(p, -degrees)) for p in peaks) <= 3.0
+
+
+def test_rotation_profile_of_a_constant_or_empty_surface_is_zero():
+    import ribin.compare as cmp
+
+    flat = np.full((40, 50), 2.0, dtype=np.float32)
+    flat[:5] = np.nan
+    assert not cmp._rotation_profile(flat).any()
+    empty = np.full((30, 30), np.nan, dtype=np.float32)
+    assert not cmp._rotation_profile(empty).any()
+
+
+@pytest.mark.parametrize("degrees", [-100.0, 47.0])
+def test_estimated_sweep_gives_the_whole_sweeps_result_on_a_match(degrees):
+    """Visiting only the rotations near the estimates: a match's result is the same, bit
+    for bit (the rows visited are those of the whole sweep, and the refinement carries
+    from the same neighbours)."""
+    a, b = _ring_pair(8, degrees)
+    near = compare(signature(a), signature(b), CMCParams(grid=(4, 4)))
+    whole = compare(signature(a), signature(b), CMCParams(grid=(4, 4), rotation_estimates=0))
+    assert near.params.rotation_estimates == 3
+    assert repr(dataclasses.replace(near, params=whole.params)) == repr(whole)
+
+
+def test_coarse_search_near_estimates_visits_their_rotations_and_neighbours():
+    import ribin.compare as cmp
+
+    a, b = _ring_pair(6, 33.0)
+    params = CMCParams(grid=(4, 4))
+    grid = cmp._low(cmp._Grid.of(a, params, "a"), params)
+    angles = params.angles()
+    whole, _ = cmp._coarse_search(grid, low_image(b, params), angles, params, 10.0)
+    near, rotations = cmp._coarse_search(
+        grid, low_image(b, params), angles, params, 10.0, near=[-40.0, 140.0]
+    )
+    # -40 +- 6: -42 and -36; 140 +- 6: 138 and 144; the candidates' neighbours +- 6.
+    expected = {-42.0, -36.0, 138.0, 144.0}
+    for theta in rotations:
+        expected |= {float(cmp._angle_diff(theta + d, 0.0)) for d in (-6.0, 0.0, 6.0)}
+    assert sorted(near.angles.tolist()) == sorted(expected)
+    assert near.angles.tolist() == [t for t in angles[::2].tolist() if t in expected]
+    rows = [whole.angles.tolist().index(t) for t in near.angles]
+    for name in ("dx", "dy", "corr", "support"):
+        assert_array_equal(getattr(near, name), getattr(whole, name)[rows])
+    assert abs(cmp._angle_diff(rotations[0], -33.0)) <= params.angle_step_deg
+
+
+def test_parts_are_made_once_per_surface_and_give_the_same_result(monkeypatch):
+    """A query compared with several candidates: its grids and cell spectra are made once,
+    and the results are those of comparisons with nothing cached."""
+    import ribin.compare as cmp
+
+    rng = np.random.default_rng(9)
+    query = signature(ring_surface(rng))
+    candidates = [signature(ring_surface(rng)) for _ in range(3)]
+    candidates.append(signature(rotated(query.surface, 20.0)))
+    params = CMCParams(grid=(4, 4))
+    cmp._PARTS.clear()
+    fresh = []
+    for c in candidates:
+        cmp._PARTS.clear()
+        fresh.append(compare(query, c, params))
+    made = []
+    real = cmp._Parts.of.__func__
+    monkeypatch.setattr(
+        cmp._Parts, "of", classmethod(lambda cls, *a: made.append(a[2]) or real(cls, *a))
+    )
+    cmp._PARTS.clear()
+    cached = [compare(query, c, params) for c in candidates]
+    assert len(made) == len(candidates) + 1  # the query's once, each candidate's once
+    assert [repr(r) for r in cached] == [repr(r) for r in fresh]
+    cmp._PARTS.clear()
+    assert cmp._PARTS.get(query.surface, b"k", params, "q") is not None
+    assert len(cmp._PARTS._entries) == 1
