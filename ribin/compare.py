@@ -43,6 +43,23 @@ the same target point (exact for a matching cell; ``coarse_angle_stride=1`` visi
 all). A candidate whose forward count is below the best pair count found so far gets no
 backward search, which cannot change the result.
 
+On the full circle the half-resolution sweep does not visit every rotation: a
+rotation-invariant estimate names where to look first. The Fourier magnitude of a surface
+does not move when the surface is translated and turns with it, so in polar coordinates
+(radius, angle) a rotation is a shift along the angle; the circular cross-correlation of
+the two surfaces' polar log magnitudes (40 radii over wavelengths of 2.2 to 12.5 pixels,
+1 deg steps, each radius normalised) peaks at the turn, modulo a half turn. The sweep
+visits the rotations within ``theta_max_deg`` of the 3 highest peaks (``theta_max_deg``
+apart) and of their half turns (``rotation_estimates``; 0: the whole circle; 13 of 60 on
+the Fadul signatures), and then
+the neighbours of the chosen candidates that the refinement carries translations from, so
+a match whose turn is among the estimates gets the whole sweep's result bit for bit. On
+every Fadul and synthetic known match the turn was the highest peak, within 3 deg.
+
+Each surface's grids, coarse image, polar profile and cell spectra do not depend on the
+other surface; they are kept by content for the last few surfaces (``_PartsCache``), so a
+search makes its query's once, not once per candidate.
+
 Score: ``cmc_count + t`` with ``t`` in [0, 1) the mean correlation of the registered cells
 (both directions) clipped to [0, 0.999]; the integer part is the CMC count, the fraction
 only breaks ties and orders pairs with equal counts.
@@ -407,7 +424,9 @@ def _compare_ordered(
         low_a, low_b = parts_a.low_image, parts_b.low_image
         visit = None
         if params.rotation_estimates > 0 and params.angle_range_deg is None:
-            visit = _rotation_peaks(parts_a.profile, parts_b.profile, params.rotation_estimates)
+            visit = _rotation_peaks(
+                parts_a.profile, parts_b.profile, params.rotation_estimates, params.theta_max_deg
+            )
         coarse, rotations = _coarse_search(
             low_grid_a, low_b, angles, params, shift_max, parts_a.low_templates, visit
         )
@@ -697,18 +716,23 @@ def _rotation_profile(surface: np.ndarray) -> np.ndarray:
     return np.divide(profile, norm, out=np.zeros_like(profile), where=norm > 0)
 
 
-def _rotation_peaks(reference: np.ndarray, target: np.ndarray, count: int) -> list[float]:
+def _rotation_peaks(
+    reference: np.ndarray, target: np.ndarray, count: int, apart: float = 6.0
+) -> list[float]:
     """Rotations (degrees, of the target onto the reference) the profiles suggest.
 
     The profiles' circular cross-correlation along the angle, summed over the radii; its
-    ``count`` highest local maxima (ties: the smaller angle), each with its half-turn (the
-    magnitude cannot tell them apart).
+    ``count`` highest local maxima more than ``apart`` degrees from every higher one kept
+    (ties: the smaller angle), each with its half-turn (the magnitude cannot tell them
+    apart).
 
     Parameters
     ----------
     reference, target : ndarray, shape (_PROFILE_RADII, _PROFILE_ANGLES)
         :func:`_rotation_profile` of the two surfaces.
     count : int
+    apart : float
+        Degrees; a maximum this near a higher one is a shoulder of it, not another turn.
 
     Returns
     -------
@@ -718,13 +742,19 @@ def _rotation_peaks(reference: np.ndarray, target: np.ndarray, count: int) -> li
     spectra = np.fft.rfft(reference, axis=1) * np.conj(np.fft.rfft(target, axis=1))
     score = np.fft.irfft(spectra.sum(axis=0), n=reference.shape[1])
     peaks = np.flatnonzero((score >= np.roll(score, 1)) & (score >= np.roll(score, -1)))
-    peaks = peaks[np.lexsort((peaks, -score[peaks]))][:count]
     step = 180.0 / reference.shape[1]
+    kept: list[float] = []
+    for q in peaks[np.lexsort((peaks, -score[peaks]))]:
+        # Angles modulo the half turn: distances wrap at 180 deg.
+        if all(abs((q * step - k + 90.0) % 180.0 - 90.0) > apart for k in kept):
+            kept.append(float(q * step))
+        if len(kept) == count:
+            break
     # score[q] peaks where the reference's angle phi + q meets the target's phi: the target
     # turns by -q (or -q + 180) onto the reference.
     out = []
-    for q in peaks:
-        theta = float(_angle_diff(-q * step, 0.0))
+    for angle in kept:
+        theta = float(_angle_diff(-angle, 0.0))
         out += [theta, float(_angle_diff(theta + 180.0, 0.0))]
     return out
 
