@@ -11,9 +11,14 @@ a time with each method's own threads (pair by pair, each method runs the pair `
 times in a row and then the other, as the machine may be shared; medians), and as many
 comparisons at a time as there are
 cores, each single-threaded (throughput, the way a search runs them). First-call compile
-time is measured in fresh processes with an empty and with a warm Numba cache.
+time is measured in fresh processes with an empty and with a warm Numba cache. Last, each
+of ``--queries`` signatures is compared with every other one as a search runs them
+(``compare_many``), with the comparison's per-surface cache (the query's grids, cell
+spectra and rotation profile made once) and without it. The load average is printed and
+recorded at the start and the end (the ratios are measured in the same run).
 
     python benchmarks/bench_compare_speed.py [--repeats 3] [--pairs 4] [--sets default,scan]
+        [--queries 3] [--no-compile]
 """
 
 from __future__ import annotations
@@ -258,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     notes = (
-        "Target: 10x the OpenCV baseline (same cells, sweep and vote). 12.5 um: the breech-face "
+        "Target: 10x the OpenCV baseline on the full circle (same cells, sweep and vote; "
+        "RIBIN's coarse sweep visits the rotations near its rotation estimates). "
+        "12.5 um: the breech-face "
         "signatures ribin.extract makes (the default pixel size); 6.25 um: the scans as "
         "measured, four times the pixels. One at a time: each "
         "method's own threads (Numba's and OpenCV's) within a comparison, medians pair by pair; "
