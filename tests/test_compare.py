@@ -445,6 +445,19 @@ def test_rotation_profile_of_a_constant_or_empty_surface_is_zero():
     assert not cmp._rotation_profile(flat).any()
     empty = np.full((30, 30), np.nan, dtype=np.float32)
     assert not cmp._rotation_profile(empty).any()
+    # Tiny odd sizes: the band's outer radius reaches the real transform's last column.
+    for size in (5, 9, 15):
+        tiny = np.random.default_rng(size).normal(size=(size, size)).astype(np.float32)
+        profile = cmp._rotation_profile(tiny)
+        assert profile.shape == (cmp._PROFILE_RADII, cmp._PROFILE_ANGLES)
+        assert np.isfinite(profile).all()
+
+
+def test_firing_pins_sweep_the_whole_circle():
+    from ribin.compare import DEFAULT_PARAMS
+
+    assert DEFAULT_PARAMS["breech_face"].rotation_estimates == 3
+    assert DEFAULT_PARAMS["firing_pin"].rotation_estimates == 0
 
 
 @pytest.mark.parametrize("degrees", [-100.0, 47.0])
