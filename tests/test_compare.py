@@ -522,3 +522,22 @@ def test_parts_are_made_once_per_surface_and_give_the_same_result(monkeypatch):
     cmp._PARTS.clear()
     assert cmp._PARTS.get(query.surface, b"k", params, "q") is not None
     assert len(cmp._PARTS._entries) == 1
+
+
+def test_fine_pixels_sweep_the_whole_circle(monkeypatch):
+    """Below 10 um per pixel there is no rotation estimate: the whole sweep's result."""
+    import ribin.compare as cmp
+
+    a, b = _ring_pair(8, 47.0)
+    whole = compare(
+        signature(a, pixel_um=6.25), signature(b, pixel_um=6.25), CMCParams(rotation_estimates=0)
+    )
+
+    def refuse(*args):
+        raise AssertionError("estimated")
+
+    monkeypatch.setattr(cmp, "_rotation_peaks", refuse)
+    fine = compare(signature(a, pixel_um=6.25), signature(b, pixel_um=6.25))
+    assert repr(dataclasses.replace(fine, params=whole.params)) == repr(whole)
+    with pytest.raises(AssertionError, match="estimated"):
+        compare(signature(a), signature(b))
