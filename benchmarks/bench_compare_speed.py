@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     notes = (
         "Target: 10x the OpenCV baseline on the full circle (same cells, sweep and vote; "
-        "RIBIN's coarse sweep visits the rotations near its rotation estimates). "
+        "at 12.5 um RIBIN's coarse sweep visits only the rotations near its rotation "
+        "estimates, at 6.25 um the whole circle). "
         "12.5 um: the breech-face "
         "signatures ribin.extract makes (the default pixel size); 6.25 um: the scans as "
         "measured, four times the pixels. One at a time: each "
