@@ -160,7 +160,10 @@ def rank_shard(
             order = np.argsort(-scores, kind="stable")
             per_region[region.region] = Ranking(rows[order], scores[order])
         rankings.append(per_region)
-    slim = {name: replace(table, features=table.features[:0]) for name, table in tables.items()}
+    # a copy, not a view: a view would keep the whole feature matrix alive
+    slim = {
+        name: replace(table, features=table.features[:0].copy()) for name, table in tables.items()
+    }
     return ShardState(slim, rankings)
 
 
