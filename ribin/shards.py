@@ -160,8 +160,66 @@ def rank_shard(
             order = np.argsort(-scores, kind="stable")
             per_region[region.region] = Ranking(rows[order], scores[order])
         rankings.append(per_region)
-    slim = {name: replace(table, features=table.features[:0]) for name, table in tables.items()}
+    # a copy, not a view: a view would keep the whole feature matrix alive
+    slim = {
+        name: replace(table, features=table.features[:0].copy()) for name, table in tables.items()
+    }
     return ShardState(slim, rankings)
+
+
+def join_states(
+    parts: Sequence[ShardState], regions: Sequence[str], queries: Sequence[ShardQuery]
+) -> ShardState:
+    """The step 1 state of the concatenation of ``parts`` (consecutive shards, in order).
+
+    Equal to :func:`rank_shard` over the concatenated tables: a score depends only on its
+    candidate, and a stable sort of the shards' rankings, each sorted stably and placed in
+    shard order, breaks ties by table row as the sort over the whole table does. Every part
+    holds a table for each of ``regions`` and a ranking for each region of each query.
+    """
+    tables = {}
+    for region in regions:
+        pieces = [part.tables[region] for part in parts]
+        tables[region] = FeatureTable(
+            **{
+                name: np.concatenate([getattr(piece, name) for piece in pieces])
+                if pieces
+                else _empty_column(name)
+                for name in _FIELDS
+            }
+        )
+    # where each part's rows start in the joined table of each region
+    offsets = {
+        region: np.cumsum([0] + [len(part.tables[region]) for part in parts]).tolist()
+        for region in regions
+    }
+    rankings: list[dict[str, Ranking]] = []
+    for index, query in enumerate(queries):
+        per_region = {}
+        for region in query.regions:
+            rows = [
+                part.rankings[index][region.region].rows + offset
+                for part, offset in zip(parts, offsets[region.region], strict=False)
+            ]
+            scores = [part.rankings[index][region.region].scores for part in parts]
+            if not parts:
+                per_region[region.region] = Ranking(np.zeros(0, np.int64), np.zeros(0))
+                continue
+            all_rows = np.concatenate(rows).astype(np.int64, copy=False)
+            all_scores = np.concatenate(scores)
+            order = np.argsort(-all_scores, kind="stable")
+            per_region[region.region] = Ranking(all_rows[order], all_scores[order])
+        rankings.append(per_region)
+    return ShardState(tables, rankings)
+
+
+_FIELDS = tuple(name for name in FeatureTable.__dataclass_fields__ if name != "feature_version")
+
+
+def _empty_column(name: str) -> np.ndarray:
+    if name == "features":
+        return np.empty((0, prefilter.FEATURE_LENGTH), np.float32)
+    return np.empty(0, dtype=object)
 
 
 def shard_scores(state: ShardState) -> list[dict[str, np.ndarray]]:
@@ -228,7 +286,13 @@ def compare_shard(
             wanted = compared - {f.key for f in listed}
             if not wanted:
                 continue
-            for position, row in enumerate(ranking.rows.tolist()):
+            # the rows whose content ID is wanted, in ranking order (a key per row of a
+            # 10^5 ranking would cost more than the search's prefilter)
+            # (every split of a key: neither part is trusted to be free of "/")
+            content_ids = {k.split("/", i)[-1] for k in wanted for i in range(1, k.count("/") + 1)}
+            ranked_ids = table.content_id[ranking.rows].tolist()
+            for position in [p for p, c in enumerate(ranked_ids) if c in content_ids]:
+                row = int(ranking.rows[position])
                 key = _row_key(table, row)
                 if key in wanted:
                     score = float(ranking.scores[position])
@@ -308,9 +372,13 @@ class InProcessShards:
     ) -> list[list[dict[str, np.ndarray]]]:
         scopes = {query.scope for query in queries}
         common = scopes.pop() if len(scopes) == 1 else None  # read less when all agree
-        regions = dict.fromkeys(r.region for query in queries for r in query.regions)
-        tables = {region: self.store.features(scope=common, kind=region) for region in regions}
-        self._state = rank_shard(tables, queries, filters)
+        regions = tuple(dict.fromkeys(r.region for query in queries for r in query.regions))
+        # Segment by segment: each segment's features are read once for every region and
+        # query and dropped once scored, so the store's feature table is never held whole.
+        parts = self.store.map_features(
+            lambda tables: rank_shard(tables, queries, filters), scope=common, kinds=regions
+        )
+        self._state = join_states(parts, regions, queries)
         return [shard_scores(self._state)]
 
     def compare(

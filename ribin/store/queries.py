@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -14,6 +14,18 @@ from ribin.network import Scope
 from ribin.store.common import MANIFEST, SEGMENTS, _SegmentGone
 from ribin.store.records import _TABLE_FIELDS, FeatureTable, StoredExhibit
 from ribin.store_format import SegmentIndex, read_exhibit, read_segment_features
+
+T = TypeVar("T")
+_SIGNATURE_COLUMNS = ("signature_id", "kind", "modality", "pixel_size_um")
+
+
+def _empty_table() -> FeatureTable:
+    empty = np.empty(0, dtype=object)
+    columns = ("signature_id", "kind", "modality", "pixel_size_um", "segment")
+    return FeatureTable(
+        np.empty((0, prefilter.FEATURE_LENGTH), np.float32),
+        **{name: empty for name in (*columns, *_TABLE_FIELDS)},
+    )
 
 
 class _QueriesMixin:
@@ -172,37 +184,103 @@ class _QueriesMixin:
         live = self._live_view()
         parts: dict[str, list[np.ndarray]] = collections.defaultdict(list)
         for ref in self.segments():
-            index = self._index(ref.name)
-            sigs, exh = index.signatures, index.exhibits
-            rows = live.live_rows[ref.name]
-            if scope is not None:
-                rows = rows & scope.mask(exh["country"], exh["sharing"])
-            take = rows[sigs["exhibit"]]
-            if kind is not None:
-                take &= sigs["kind"] == kind
-            if not take.any():
+            part = self._segment_features(ref.name, live, scope, None if kind is None else (kind,))
+            if part is None:
                 continue
-            if index.feature_version == prefilter.FEATURE_VERSION:
-                matrix = read_segment_features(self._handle(ref.name))[take]
-            else:
-                matrix = self._recompute_features(ref.name, index, np.flatnonzero(take))
-            owner = sigs["exhibit"][take]
-            parts["features"].append(matrix)
-            for name in ("signature_id", "kind", "modality", "pixel_size_um"):
-                parts[name].append(sigs[name][take])
-            for name in _TABLE_FIELDS:
-                parts[name].append(exh[name][owner])
-            parts["segment"].append(np.full(len(owner), ref.name, dtype=object))
+            table = part[kind] if kind is not None else part[None]
+            for name, values in vars(table).items():
+                if name != "feature_version":
+                    parts[name].append(values)
         if not parts:
-            empty = np.empty(0, dtype=object)
-            columns = ("signature_id", "kind", "modality", "pixel_size_um", "segment")
-            return FeatureTable(
-                np.empty((0, prefilter.FEATURE_LENGTH), np.float32),
-                **{name: empty for name in (*columns, *_TABLE_FIELDS)},
-            )
+            return _empty_table()
         return FeatureTable(
             **{name: np.concatenate(values) for name, values in parts.items()},
         )
+
+    def map_features(
+        self,
+        action: Callable[[dict[str, FeatureTable]], T],
+        scope: Scope | None = None,
+        kinds: Sequence[str] = (),
+    ) -> list[T]:
+        """``action`` on each segment's feature tables, one table per region of ``kinds``.
+
+        What :meth:`features` reads, a segment at a time: each segment's feature matrix is
+        read once for all ``kinds``, and no table of the whole store is ever built, so a
+        search over 10^5 exhibits holds one segment's features at a time (a few MB) rather
+        than the store's (0.4 GB per region). Rows are in store order, segments oldest
+        first; a segment without a live row in scope is skipped. If a compaction removes a
+        segment meanwhile, the whole pass is re-run on the new manifest (``action`` must
+        not depend on having been called before).
+
+        Parameters
+        ----------
+        action : callable
+            Called as ``action({kind: FeatureTable})`` per segment; its results are returned.
+        scope : Scope, optional
+            Only exhibits visible in this scope.
+        kinds : sequence of str
+            The regions to read (``"breech_face"``, ``"firing_pin"``).
+
+        Returns
+        -------
+        list
+            ``action``'s results, one per segment read.
+        """
+        kinds = tuple(dict.fromkeys(kinds))
+
+        def read() -> list[T]:
+            live = self._live_view()
+            out = []
+            for ref in self.segments():
+                part = self._segment_features(ref.name, live, scope, kinds)
+                if part is not None:
+                    out.append(action(part))
+            return out
+
+        return self._retrying(read)
+
+    def _segment_features(
+        self,
+        name: str,
+        live: Any,
+        scope: Scope | None,
+        kinds: tuple[str, ...] | None,
+    ) -> dict[str | None, FeatureTable] | None:
+        """One segment's live feature rows in ``scope``: a table per kind (None: all kinds).
+
+        The segment's matrix is read once whatever the number of kinds; None when no row
+        of any asked kind is live in scope.
+        """
+        index = self._index(name)
+        sigs, exh = index.signatures, index.exhibits
+        rows = live.live_rows[name]
+        if scope is not None:
+            rows = rows & scope.mask(exh["country"], exh["sharing"])
+        live_sigs = rows[sigs["exhibit"]]
+        takes = {
+            kind: live_sigs if kind is None else live_sigs & (sigs["kind"] == kind)
+            for kind in (kinds if kinds is not None else (None,))
+        }
+        if not any(take.any() for take in takes.values()):
+            return None
+        wanted = np.logical_or.reduce(list(takes.values()))
+        if index.feature_version == prefilter.FEATURE_VERSION:
+            matrix = read_segment_features(self._handle(name))
+        else:
+            matrix = np.empty((len(wanted), prefilter.FEATURE_LENGTH), dtype=np.float32)
+            matrix[wanted] = self._recompute_features(name, index, np.flatnonzero(wanted))
+        out: dict[str | None, FeatureTable] = {}
+        for kind, take in takes.items():
+            owner = sigs["exhibit"][take]
+            columns = {name_: sigs[name_][take] for name_ in _SIGNATURE_COLUMNS}
+            columns.update({name_: exh[name_][owner] for name_ in _TABLE_FIELDS})
+            out[kind] = FeatureTable(
+                features=matrix[take],
+                segment=np.full(len(owner), name, dtype=object),
+                **columns,
+            )
+        return out
 
     def _recompute_features(self, segment: str, index: SegmentIndex, rows: np.ndarray):
         out = np.empty((len(rows), prefilter.FEATURE_LENGTH), dtype=np.float32)
