@@ -4,7 +4,8 @@ Each run is a fresh process (``python -m ribin compare A B`` on two bundled synt
 casings) with ``RIBIN_CACHE_DIR`` pointing at a new, empty folder: the first run compiles
 the comparison kernels into it, the second loads them. ``--kernels`` adds a third run, in
 another empty cache, that records every kernel specialization compiled (Numba's
-``numba:compile`` events), with the seconds spent in it less those of kernels it compiled
+``numba:compile`` events; all in the one process, without the helper process that shares
+the compilation on two cores), with the seconds spent in it less those of kernels it compiled
 on the way (self) and with them (total). Also printed: the time to import the CLI with a
 warm cache, and the load average (the machine may be shared: a first run at load 2 on two
 cores takes about twice as long as on a quiet machine). Nothing is installed; run it from
@@ -62,6 +63,8 @@ class Recorder(event.Listener):
 
 recorder = Recorder()
 event.register("numba:compile", recorder)
+import ribin.warmup
+ribin.warmup._cores = lambda: 1  # every kernel compiled here, where it is recorded
 from ribin.cli import main
 try:
     main(sys.argv[1:], standalone_mode=False)
