@@ -11,6 +11,7 @@ that the kernels of this RIBIN, Numba and Python were compiled.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import subprocess
@@ -52,10 +53,12 @@ def compiled() -> bool:
     return marker is not None and marker.exists()
 
 
-# Compiled by a helper process while this one compiles the rest: the two heaviest kernels
-# (parallel ones, about half the compile time), so that two cores share the first run's wait.
-_HELPER_SHARE = ("_best_lags", "_rotated_regions")
+# Compiled by a helper process while this one compiles the rest: the parallel kernels but
+# _rotate_stack, half the compile time, so that two cores share the first run's wait.
+_HELPER_SHARE = ("_best_lags", "_rotated_regions", "_extract_regions")
 _HELPER = "import sys; from ribin.kernels.signatures import compile_kernels as c; c(sys.argv[1:])"
+# The helper started by :func:`start_compiling` (or :func:`warm_up`) and when.
+_helper: tuple[subprocess.Popen, float] | None = None
 
 
 def _cores() -> int:
@@ -65,37 +68,58 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+def _start_helper() -> None:
+    """Start the helper process unless it runs already, or cannot help."""
+    global _helper
+    from ribin.kernels import config
+
+    if _helper is not None or not config.CACHE or _jit_disabled() or _cores() < 2:
+        return
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(config.CACHE_DIR))
+    process = subprocess.Popen(
+        [sys.executable, "-c", _HELPER, *_HELPER_SHARE],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _helper = (process, time.perf_counter())
+    atexit.register(_stop_helper)  # a command that fails first leaves nothing running
+
+
+def _stop_helper() -> None:
+    global _helper
+    if _helper is not None:
+        process, _ = _helper
+        _helper = None
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
 def warm_up() -> float:
     """Compile (or load) every comparison kernel's one specialization; seconds taken.
 
     With an on-disk cache and two cores or more, a helper process compiles
-    :data:`_HELPER_SHARE` into the cache meanwhile, and this process then loads them from
-    it (or compiles them itself if the helper failed).
+    :data:`_HELPER_SHARE` into the cache meanwhile (started here unless
+    :func:`start_compiling` started it earlier; the seconds count from then), and this
+    process then loads them from it (or compiles them itself if the helper failed).
     """
-    from ribin.kernels import config, signatures
+    from ribin.kernels import signatures
 
     started = time.perf_counter()
-    helper = None
-    if config.CACHE and not _jit_disabled() and _cores() > 1:
-        env = dict(os.environ, NUMBA_CACHE_DIR=str(config.CACHE_DIR))
-        helper = subprocess.Popen(
-            [sys.executable, "-c", _HELPER, *_HELPER_SHARE],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    _start_helper()
+    helping = _helper is not None
+    if helping:
+        started = min(started, _helper[1])
     try:
-        mine = [k for k in signatures.SIGNATURES if helper is None or k not in _HELPER_SHARE]
+        mine = [k for k in signatures.SIGNATURES if not helping or k not in _HELPER_SHARE]
         if not _jit_disabled():
             signatures.compile_kernels(mine)
-        if helper is not None:
-            helper.wait()
-    except BaseException:
-        if helper is not None:
-            helper.kill()
-            helper.wait()
-        raise
+        if _helper is not None:
+            _helper[0].wait()
+    finally:
+        _stop_helper()
     signatures.ready()
     marker = _marker()
     if marker is not None:
@@ -106,6 +130,26 @@ def warm_up() -> float:
     return time.perf_counter() - started
 
 
+def _announce(say: Callable[[str], None]) -> None:
+    from ribin.kernels import config
+
+    where = f"cached in {config.CACHE_DIR}" if config.CACHE else "not cached: RIBIN_NUMBA_CACHE=0"
+    say(f"compiling the comparison kernels, first run only (seconds to a minute; {where}) ...")
+
+
+def start_compiling(say: Callable[[str], None]) -> None:
+    """Start compiling the kernels now, in a helper process, if the cache lacks them.
+
+    For a command with other work to do first (reading casings): the helper compiles its
+    share meanwhile, and :func:`ensure_compiled`, called before the first comparison,
+    compiles the rest and waits for it. Says so through ``say`` (once).
+    """
+    if _helper is not None or compiled():
+        return
+    _announce(say)
+    _start_helper()
+
+
 def ensure_compiled(say: Callable[[str], None]) -> float | None:
     """Compile the kernels now if the cache lacks them, saying so through ``say``.
 
@@ -114,12 +158,10 @@ def ensure_compiled(say: Callable[[str], None]) -> float | None:
     float or None
         Seconds spent compiling; None when the kernels were ready (nothing was said).
     """
-    if compiled():
+    if _helper is None and compiled():
         return None
-    from ribin.kernels import config
-
-    where = f"cached in {config.CACHE_DIR}" if config.CACHE else "not cached: RIBIN_NUMBA_CACHE=0"
-    say(f"compiling the comparison kernels, first run only (seconds to a minute; {where}) ...")
+    if _helper is None:
+        _announce(say)
     seconds = warm_up()
     say(f"kernels compiled in {seconds:.0f} s")
     return seconds
