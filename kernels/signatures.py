@@ -4,8 +4,9 @@ Numba compiles a kernel anew for every combination of argument types it meets: a
 array (a stored signature) apart from a writable one (a freshly extracted query), a strided
 array apart from a contiguous one; each is a full compilation (seconds; a parallel kernel
 more). One comparison met four of :func:`_rotate_stack`. Here each kernel the comparison
-calls has one signature: arrays read-only (the kernels only read their arguments) and the
-small index and angle arrays of any layout. :func:`ready` compiles, or loads from the
+calls has one signature: arrays read-only (the kernels only read their arguments), and the
+small index and angle arrays and the sweeps' per-cell results of any layout (the images and
+regions, read in the hot loops, C-contiguous). :func:`ready` compiles, or loads from the
 cache, that one specialization of each and then stops those kernels compiling others:
 Numba passes writable and contiguous arrays to it (a safe conversion) and refuses a call
 it cannot convert (``TypeError: No matching definition``) rather than compile in silence.
@@ -27,7 +28,7 @@ from . import cmc, ncc, resample
 
 _f32_2d = types.Array(types.float32, 2, "C", readonly=True)
 _f32_3d = types.Array(types.float32, 3, "C", readonly=True)
-_f64_2d = types.Array(types.float64, 2, "C", readonly=True)
+_f64_2d = types.Array(types.float64, 2, "A", readonly=True)  # sweeps are sliced
 _f64_1d = types.Array(types.float64, 1, "A", readonly=True)
 _i64_1d = types.Array(types.int64, 1, "A", readonly=True)
 _i, _f = types.int64, types.float64
