@@ -7,11 +7,12 @@ another empty cache, that records every kernel specialization compiled (Numba's
 ``numba:compile`` events; all in the one process, without the helper process that shares
 the compilation on two cores), with the seconds spent in it less those of kernels it compiled
 on the way (self) and with them (total). Also printed: the time to import the CLI with a
-warm cache, and the load average (the machine may be shared: a first run at load 2 on two
-cores takes about twice as long as on a quiet machine). Nothing is installed; run it from
-the environment to measure (``pip install .`` for the installed case).
+warm cache, and the load average (the machine may be shared: wall seconds grow with the
+load, CPU seconds much less). Nothing is installed: the runs use the RIBIN installed for
+the Python running this script, so measure ``pip install .`` as a user has it with
 
-    python benchmarks/bench_cold_start.py [--kernels] [--pair F01-1,F01-2]
+    python -m venv /tmp/v && /tmp/v/bin/pip install .
+    /tmp/v/bin/python benchmarks/bench_cold_start.py [--kernels] [--pair F01-1,F01-2]
 
 Writes ``benchmarks/results/cold_start.txt`` (the printout) and, when ``$RIBIN_RESULTS``
 is set, the headline table (``results.record``).
@@ -86,7 +87,11 @@ def _timed(
     """Wall and CPU seconds (user + system, the process and its children) of one run."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800)
+    # run outside the source tree: `python -m ribin` there would import ./ribin, not the
+    # installed package (a `pip install .` into another environment is measured as such)
+    run = subprocess.run(
+        argv, env=env, capture_output=True, text=True, timeout=1800, cwd=tempfile.gettempdir()
+    )
     seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if run.returncode != 0:
