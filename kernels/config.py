@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numba
+from numba.core.cpu_options import ParallelOptions
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -65,6 +66,23 @@ CACHE_DIR: Path = cache_dir()
 CACHE: bool = _flag("RIBIN_NUMBA_CACHE", True) and _writable(CACHE_DIR)
 # Arguments shared by every @njit in kernels/.
 JIT = {"cache": CACHE, "fastmath": FASTMATH, "nogil": True}
+# ``parallel=`` of the kernels with a prange loop: that loop runs in parallel, nothing else.
+# ``parallel=True`` would also turn each array allocation and expression into a parallel
+# loop, each compiled as a function of its own: a third more compile time for nothing (the
+# allocations are small, or inside the prange loop and so serial anyway). An options object,
+# not a dict: Numba empties a dict on the first compilation and then reads the defaults.
+PARALLEL = ParallelOptions(
+    {
+        "prange": True,
+        "reduction": True,
+        "numpy": False,
+        "comprehension": False,
+        "inplace_binop": False,
+        "setitem": False,
+        "stencil": False,
+        "fusion": False,
+    }
+)
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .config import JIT
+from .config import JIT, PARALLEL
 from .resample import _rotated_at
 
 
@@ -173,7 +173,7 @@ def _centred_templates(image, tops, lefts, h, w, fft_rows, fft_cols):
     return templates, valid
 
 
-@njit(parallel=True, **JIT)
+@njit(parallel=PARALLEL, **JIT)
 def _extract_regions(images, which, tops, lefts, rows, cols, fft_rows, fft_cols):
     """Target regions around each cell: raw (NaN-padded) and mean-centred zero-filled.
 
@@ -212,7 +212,7 @@ def _extract_regions(images, which, tops, lefts, rows, cols, fft_rows, fft_cols)
     return raw, centred
 
 
-@njit(parallel=True, **JIT)
+@njit(parallel=PARALLEL, **JIT)
 def _rotated_regions(
     target,
     thetas,
@@ -272,7 +272,7 @@ def _rotated_regions(
     return raw, centred
 
 
-@njit(parallel=True, **JIT)
+@njit(parallel=PARALLEL, **JIT)
 def _best_lags(ccf, centred, raw, image, tops, lefts, h, w, min_overlap):
     """Best lag of each cell in its region, and the exact masked correlation there.
 

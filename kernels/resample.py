@@ -7,10 +7,10 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .config import JIT
+from .config import JIT, PARALLEL
 
 
-@njit(parallel=True, **JIT)
+@njit(**JIT)
 def _rotate_masked(image, theta, out_rows, out_cols, cy_in, cx_in, cy_out, cx_out):
     """Rotate a NaN-masked image by bilinear interpolation onto a new grid.
 
@@ -36,19 +36,21 @@ def _rotate_masked(image, theta, out_rows, out_cols, cy_in, cx_in, cy_out, cx_ou
         NaN where the source point falls outside the input or any input pixel with a
         non-zero interpolation weight is NaN.
     """
-    # Its own parallel loop, not a call to _rotate_stack: a cached kernel that calls a
-    # parallel one crashes when it was compiled with the callee taken from the cache and is
-    # then loaded from the cache itself (Numba 0.68; tests/test_kernel_cmc.py reloads them).
+    # Not a call to _rotate_stack: a cached kernel that calls a parallel one crashes when it
+    # was compiled with the callee taken from the cache and is then loaded from the cache
+    # itself (Numba 0.68; tests/test_kernel_cmc.py reloads them). Not parallel either: a
+    # comparison rotates one image with it (under a millisecond), and a parallel kernel
+    # takes twice as long to compile.
     out = np.empty((out_rows, out_cols), dtype=np.float32)
     c = math.cos(theta)
     s = math.sin(theta)
-    for i in prange(out_rows):
+    for i in range(out_rows):
         for j in range(out_cols):
             out[i, j] = _rotated_at(image, c, s, i, j, cy_in, cx_in, cy_out, cx_out)
     return out
 
 
-@njit(parallel=True, **JIT)
+@njit(parallel=PARALLEL, **JIT)
 def _rotate_stack(image, thetas, out_rows, out_cols, cy_in, cx_in, cy_out, cx_out):
     """:func:`_rotate_masked` at each of several angles, in one call.
 

@@ -97,6 +97,7 @@ from ribin.kernels.ncc import (
     _rotated_regions,
 )
 from ribin.kernels.resample import _downsample_mean, _rotate_masked, _rotate_stack
+from ribin.kernels.signatures import ready as _kernels_ready
 
 Search = Literal["coarse_to_fine", "exhaustive"]
 
@@ -353,6 +354,7 @@ def compare_surfaces(
     Comparison
     """
     params = params or DEFAULT_PARAMS["breech_face"]
+    _kernels_ready()  # one compiled specialization per kernel (ribin.kernels.signatures)
     a = np.ascontiguousarray(a, dtype=np.float32)
     b = np.ascontiguousarray(b, dtype=np.float32)
     # Symmetric by construction: the two surfaces are compared in one canonical order (by

@@ -29,6 +29,14 @@ from ribin.kernels.ncc import (
     _rotated_regions,
 )
 from ribin.kernels.resample import _downsample_mean, _rotate_masked, _rotate_stack
+from ribin.kernels.signatures import any_types
+
+
+@pytest.fixture(autouse=True)
+def _kernels_take_any_types():
+    """These tests pass types of their own (float64 correlations...): let kernels compile."""
+    with any_types():
+        yield
 
 
 def masked_field(rng, shape, nan_fraction=0.3):

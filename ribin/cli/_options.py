@@ -94,3 +94,13 @@ def kernels_ready() -> None:
     from ribin.warmup import ensure_compiled
 
     ensure_compiled(say)
+
+
+def kernels_soon() -> None:
+    """Start compiling the comparison kernels (if needed) while the command reads its input.
+
+    :func:`kernels_ready` before the first comparison finishes the compilation.
+    """
+    from ribin.warmup import start_compiling
+
+    start_compiling(say)

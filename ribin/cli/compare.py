@@ -12,6 +12,7 @@ from ribin.cli._options import (
     extraction_options,
     is_casing_file,
     kernels_ready,
+    kernels_soon,
 )
 
 
@@ -58,6 +59,7 @@ def compare(first: str, second: str, store: str | None, **params) -> None:
         check_writable(report_path)
     for name in (first, second):
         is_casing_file(name)  # a missing "x.x3p" is a missing file, not an exhibit ID
+    kernels_soon()  # a first run compiles kernels while the casings are read
     opened = SignatureStore.open(store, "r") if store else None
     try:
         exhibits, metadata = [], []
