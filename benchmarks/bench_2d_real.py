@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     params_3d = cmc_params("3d", args.sweep)
     params_2d = cmc_params("2d", args.sweep, args.corr_min_2d)
     # The 2D method column names the 2D cells' correlation threshold.
-    label = f" r{params_2d.corr_min:g}"
+    r_label = f" r{params_2d.corr_min:g}"
     scores: dict[str, dict] = {}
     print(f"machine: {machine()}; rotation sweep: {args.sweep}")
     names, labels, casings = fadul_casings()
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             if failed:
                 print(f"fadul 2d {model} / {method}: not extracted: {failed}")
             row = figures(kept, sigs, f"fadul 2d {model}", params_2d)
-            print_row(row, method + label, table)
+            print_row(row, method + r_label, table)
             scores[f"fadul 2d {model}/{method}"] = row
     if args.synthetic:
         for method in methods:
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             row = figures(
                 syn_labels, syn_sigs, "synthetic 2d", cmc_params("2d", "full", args.corr_min_2d)
             )
-            print_row(row, method + label, table)
+            print_row(row, method + r_label, table)
             scores[f"synthetic 2d/{method}"] = row
     if args.scores is not None:
         args.scores.write_text(json.dumps(scores))

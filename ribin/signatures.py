@@ -99,7 +99,7 @@ ILLUMINATION_METHODS: dict[str, tuple[str, ...]] = {
     "integrate-smooth": ("log", "integrate", "smooth"),
 }
 #: The 2D method :func:`extract` uses unless told otherwise.
-DEFAULT_ILLUMINATION_2D = "log"
+DEFAULT_ILLUMINATION_2D = "log-smooth"
 #: 2D: above this share of saturated (or black) pixels in the breech face, a warning.
 SATURATED_WARN = 0.02
 #: 2D: below this usable breech-face area (mm^2) a comparison rests on little; a warning.
