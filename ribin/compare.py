@@ -172,12 +172,14 @@ def effective_params(
 ) -> CMCParams:
     """The parameters :func:`compare` uses for a pair of `kind` signatures.
 
-    ``params``, or ``DEFAULT_PARAMS[kind]`` when None; for two 2D signatures the region's
-    default becomes ``DEFAULT_PARAMS_2D[kind]`` (other parameters are kept as given).
+    ``params``, or ``DEFAULT_PARAMS[kind]`` when None; for two 2D signatures None or the
+    object ``DEFAULT_PARAMS[kind]`` itself (what search passes) becomes
+    ``DEFAULT_PARAMS_2D[kind]``. Any other parameters are kept as given, even when equal
+    to the 3D defaults.
     """
     if params is None:
         params = DEFAULT_PARAMS[kind]
-    if modality_a == modality_b == "2d" and params == DEFAULT_PARAMS.get(kind):
+    if modality_a == modality_b == "2d" and params is DEFAULT_PARAMS.get(kind):
         params = DEFAULT_PARAMS_2D.get(kind, params)
     return params
 
@@ -298,7 +300,7 @@ def compare(a: Signature, b: Signature, params: CMCParams | None = None) -> Comp
         resample before comparing otherwise). Shapes may differ.
     params : CMCParams, optional
         Defaults to ``DEFAULT_PARAMS[a.kind]`` (full-circle, coarse-to-fine search); for two
-        2D signatures, no parameters or ``DEFAULT_PARAMS[a.kind]`` mean
+        2D signatures, no parameters or the object ``DEFAULT_PARAMS[a.kind]`` mean
         ``DEFAULT_PARAMS_2D[a.kind]`` (recorded in the result's ``params``).
 
     Returns

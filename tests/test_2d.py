@@ -218,6 +218,8 @@ def test_two_2d_breech_faces_are_compared_with_the_2d_defaults():
         compare(flat, flat, DEFAULT_PARAMS["breech_face"]).params
         == (DEFAULT_PARAMS_2D["breech_face"])
     )
+    # Parameters equal to the 3D defaults but made by the caller are the caller's choice.
+    assert compare(flat, flat, CMCParams()).params.corr_min == CMCParams().corr_min
     assert compare(measured, measured).params == DEFAULT_PARAMS["breech_face"]
 
 
