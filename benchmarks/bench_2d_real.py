@@ -25,13 +25,14 @@ import csv
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from _common import FADUL_DIR, REPO, all_pairs, equal_error_rate, machine, roc_auc
 from results import record
 
-from ribin.compare import CMCParams, compare_many
+from ribin.compare import CMCParams, compare_many, effective_params
 from ribin.io import read_casing
 from ribin.io.casing import Casing
 from ribin.signatures import DEFAULT_ILLUMINATION_2D, ILLUMINATION_METHODS, extract
@@ -72,7 +73,14 @@ def rendered(casing: Casing, model: str, seed: tuple[int, ...]) -> tuple[Casing,
 
 #: Rotation sweeps: the default full circle, or -30..30 degrees (the Fadul scans and their
 #: renderings share one orientation; 2-3 times faster, for comparing 2D methods).
-SWEEPS = {"full": None, "aligned": CMCParams(angle_range_deg=(-30.0, 30.0))}
+SWEEPS = {"full": {}, "aligned": {"angle_range_deg": (-30.0, 30.0)}}
+
+
+def cmc_params(modality: str, sweep: str, corr_min: float | None = None) -> CMCParams:
+    """The default comparison parameters of two `modality` breech faces (2D ones have
+    their own: ``ribin.compare.DEFAULT_PARAMS_2D``) on `sweep`, ``corr_min`` if given."""
+    params = replace(effective_params("breech_face", modality, modality), **SWEEPS[sweep])
+    return params if corr_min is None else replace(params, corr_min=corr_min)
 
 
 def figures(labels: list, sigs: list, name: str, params: CMCParams | None = None) -> dict:
@@ -124,7 +132,7 @@ def synthetic_2d(method: str) -> tuple[list[str], list]:
 
 COLUMNS = [
     "data / lighting",
-    "2D method",
+    "2D method (CMC r)",
     "pairs",
     "known matches",
     "ROC AUC",
@@ -152,7 +160,7 @@ def print_row(row: dict, method: str, table: list) -> None:
         ]
     )
     print(
-        f"{row['name']:<22} {method:<10} {row['pairs']:>5} {row['matches']:>4} "
+        f"{row['name']:<22} {method:<20} {row['pairs']:>5} {row['matches']:>4} "
         f"{row['auc']:>7.4f} {row['eer']:>6.3f} {row['min_match_cmc']:>6} "
         f"{row['max_nonmatch_cmc']:>6} {100 * row['top1']:>6.1f} {row['seconds_per_pair']:>7.3f}",
         flush=True,
@@ -173,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", choices=sorted(SWEEPS), default="full", help="rotations")
     parser.add_argument("--name", default="2d_real", help="name of the recorded table")
     parser.add_argument(
+        "--corr-min-2d",
+        type=float,
+        help="2D cells' correlation threshold (default: ribin.compare.DEFAULT_PARAMS_2D's)",
+    )
+    parser.add_argument(
         "--scores", type=Path, help="write every set's match and non-match scores (JSON) here"
     )
     args = parser.parse_args(argv)
@@ -184,18 +197,21 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         parser.error(f"unknown lighting models or methods {bad}")
 
-    params = SWEEPS[args.sweep]
+    params_3d = cmc_params("3d", args.sweep)
+    params_2d = cmc_params("2d", args.sweep, args.corr_min_2d)
+    # The 2D method column names the 2D cells' correlation threshold.
+    r_label = f" r{params_2d.corr_min:g}"
     scores: dict[str, dict] = {}
     print(f"machine: {machine()}; rotation sweep: {args.sweep}")
     names, labels, casings = fadul_casings()
     print(
-        f"\n{'data / lighting':<22} {'2D method':<10} {'pairs':>5} {'KM':>4} {'AUC':>7} "
+        f"\n{'data / lighting':<22} {'2D method':<20} {'pairs':>5} {'KM':>4} {'AUC':>7} "
         f"{'EER':>6} {'minKM':>6} {'maxKNM':>6} {'top-1%':>6} {'s/pair':>7}"
     )
     table: list[list] = []
     if not args.no_3d:
         sigs = [extract(c).breech_face for c in casings]
-        print_row(figures(labels, sigs, "fadul 3d", params), "-", table)
+        print_row(figures(labels, sigs, "fadul 3d", params_3d), "-", table)
     for model_index, model in enumerate(LIGHTING_MODELS):
         if model not in models:
             continue
@@ -212,13 +228,17 @@ def main(argv: list[str] | None = None) -> int:
                     failed.append(f"{name}: {exc}")
             if failed:
                 print(f"fadul 2d {model} / {method}: not extracted: {failed}")
-            print_row(figures(kept, sigs, f"fadul 2d {model}", params), method, table)
+            row = figures(kept, sigs, f"fadul 2d {model}", params_2d)
+            print_row(row, method + r_label, table)
+            scores[f"fadul 2d {model}/{method}"] = row
     if args.synthetic:
         for method in methods:
             syn_labels, syn_sigs = synthetic_2d(method)
             # Synthetic shots lie at random rotations: always the full circle.
-            row = figures(syn_labels, syn_sigs, "synthetic 2d")
-            print_row(row, method, table)
+            row = figures(
+                syn_labels, syn_sigs, "synthetic 2d", cmc_params("2d", "full", args.corr_min_2d)
+            )
+            print_row(row, method + r_label, table)
             scores[f"synthetic 2d/{method}"] = row
     if args.scores is not None:
         args.scores.write_text(json.dumps(scores))

@@ -189,6 +189,33 @@ DEFAULT_PARAMS: dict[str, CMCParams] = {
     # pins, about 50 px across, 6 of 21 known matches lost a turn found by the whole sweep).
     "firing_pin": CMCParams(grid=(4, 4), rotation_estimates=0),
 }
+#: Two 2D breech faces: a lit image follows the slopes, not the heights, and its cells
+#: correlate less between mates than measured heights do (Fadul renderings: most known
+#: matches held no cell at 0.5 while no known non-match held one), so a congruent cell
+#: needs a lower correlation. Chosen on the synthetic 2D set (``docs/validation.md``).
+#: :func:`compare` uses these for a pair of 2D signatures given no parameters or the
+#: region's :data:`DEFAULT_PARAMS`.
+DEFAULT_PARAMS_2D: dict[str, CMCParams] = {
+    "breech_face": CMCParams(corr_min=0.4),
+    "firing_pin": DEFAULT_PARAMS["firing_pin"],
+}
+
+
+def effective_params(
+    kind: str, modality_a: str, modality_b: str, params: CMCParams | None = None
+) -> CMCParams:
+    """The parameters :func:`compare` uses for a pair of `kind` signatures.
+
+    ``params``, or ``DEFAULT_PARAMS[kind]`` when None; for two 2D signatures None or the
+    object ``DEFAULT_PARAMS[kind]`` itself (what search passes) becomes
+    ``DEFAULT_PARAMS_2D[kind]``. Any other parameters are kept as given, even when equal
+    to the 3D defaults.
+    """
+    if params is None:
+        params = DEFAULT_PARAMS[kind]
+    if modality_a == modality_b == "2d" and params is DEFAULT_PARAMS.get(kind):
+        params = DEFAULT_PARAMS_2D.get(kind, params)
+    return params
 
 
 @dataclass(frozen=True)
@@ -306,7 +333,9 @@ def compare(a: Signature, b: Signature, params: CMCParams | None = None) -> Comp
         Same ``kind``; pixel sizes within 1 % (signatures are made at a fixed pixel size;
         resample before comparing otherwise). Shapes may differ.
     params : CMCParams, optional
-        Defaults to ``DEFAULT_PARAMS[a.kind]`` (full-circle, coarse-to-fine search).
+        Defaults to ``DEFAULT_PARAMS[a.kind]`` (full-circle, coarse-to-fine search); for two
+        2D signatures, no parameters or the object ``DEFAULT_PARAMS[a.kind]`` mean
+        ``DEFAULT_PARAMS_2D[a.kind]`` (recorded in the result's ``params``).
 
     Returns
     -------
@@ -331,8 +360,7 @@ def compare(a: Signature, b: Signature, params: CMCParams | None = None) -> Comp
             f"pixel sizes differ ({a.pixel_size_um} vs {b.pixel_size_um} um); "
             "make both signatures at the same pixel size",
         )
-    if params is None:
-        params = DEFAULT_PARAMS[a.kind]
+    params = effective_params(a.kind, a.modality, b.modality, params)
     return compare_surfaces(a.surface, b.surface, float(a.pixel_size_um), params)
 
 

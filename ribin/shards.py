@@ -20,7 +20,7 @@ import numpy as np
 
 from ribin import __version__, prefilter
 from ribin.calibration import Calibration, model_key
-from ribin.compare import DEFAULT_PARAMS, CMCParams, compare_many
+from ribin.compare import DEFAULT_PARAMS, CMCParams, compare_many, effective_params
 from ribin.errors import InputError
 from ribin.exhibit import REGIONS, Exhibit, Signature
 from ribin.network import Network, Scope, load_network
@@ -738,8 +738,21 @@ def _provenance(
         "prefilter_version": prefilter.FEATURE_VERSION,
         "search_params": asdict(params),
         "cmc_params": {k: asdict(v) for k, v in cmc_params.items()},
+        **_cmc_params_2d(exhibit, cmc_params),
         "calibration": {k: m.source for k, m in (calibration or {}).items()},
         "combination": "ranked by the sum of region scores; log_lr: sum of the calibrated "
         "regions' log10 LRs (regions taken as independent)",
         "network": network.source,
     }
+
+
+def _cmc_params_2d(exhibit: Exhibit, cmc_params: Mapping[str, CMCParams]) -> dict[str, Any]:
+    """A 2D query's comparisons with 2D exhibits: the parameters they used, where these
+    differ from ``cmc_params`` (:func:`ribin.compare.effective_params`)."""
+    used = {
+        k: effective_params(k, sig.modality, "2d", cmc_params.get(k))
+        for k, sig in exhibit.signatures().items()
+        if sig.modality == "2d"
+    }
+    changed = {k: asdict(v) for k, v in used.items() if v != cmc_params.get(k)}
+    return {"cmc_params_2d": changed} if changed else {}

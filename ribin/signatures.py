@@ -77,7 +77,11 @@ CLIP_LOW, CLIP_HIGH = 1.0 / 255, 254.0 / 255
 #: by the spatial frequency, floored at the long cut-off: a lit image follows the slopes,
 #: which weigh short wavelengths by their frequency; this gives back the heights' balance,
 #: where the marks one firearm leaves on every casing are, whatever the light's direction;
-#: ``half-integrate`` goes half way, frequency to the power -1/2).
+#: ``half-integrate`` goes half way, frequency to the power -1/2). ``smooth`` (breech face
+#: only: the short cut-off raised to :data:`SMOOTH_CUTOFF_UM`: a ring-lit image follows the
+#: slopes' magnitude, whose finest detail is each casing's own roughness and changes with
+#: focus; the marks a firearm repeats survive at longer wavelengths; recorded as the
+#: signature's ``short_cutoff_um``).
 #: Every method ends at unit RMS.
 ILLUMINATION_METHODS: dict[str, tuple[str, ...]] = {
     "log": ("log",),
@@ -90,9 +94,12 @@ ILLUMINATION_METHODS: dict[str, tuple[str, ...]] = {
     "half-integrate": ("log", "half-integrate"),
     "rank-integrate": ("rank", "integrate"),
     "glint-integrate": ("log", "glint", "integrate"),
+    "log-smooth": ("log", "smooth"),
+    "rank-smooth": ("rank", "smooth"),
+    "integrate-smooth": ("log", "integrate", "smooth"),
 }
 #: The 2D method :func:`extract` uses unless told otherwise.
-DEFAULT_ILLUMINATION_2D = "log"
+DEFAULT_ILLUMINATION_2D = "log-smooth"
 #: 2D: above this share of saturated (or black) pixels in the breech face, a warning.
 SATURATED_WARN = 0.02
 #: 2D: below this usable breech-face area (mm^2) a comparison rests on little; a warning.
@@ -102,6 +109,8 @@ SMALL_AREA_2D_MM2 = 2.0
 GLINT_MARGIN_UM = 12.5
 #: Gaussian sigma of the local RMS of the ``lcn`` step (um).
 LCN_WINDOW_UM = 100.0
+#: Breech-face short cut-off of the ``smooth`` step (um).
+SMOOTH_CUTOFF_UM = 32.0
 
 
 def extract(
@@ -356,6 +365,8 @@ def _region_signature(
     if casing.modality == "2d":
         steps = ILLUMINATION_METHODS[common["illumination_method"]]
         values = _photometric(values, window, steps, in_px)
+        if "smooth" in steps and kind == "breech_face":
+            params = {**params, "short_cutoff_um": max(params["short_cutoff_um"], SMOOTH_CUTOFF_UM)}
     values = level(values, params["form_order"]).astype(np.float32)
     sigma = robust_std(values)
     values[np.abs(values - np.nanmedian(values)) > params["outlier_sigma"] * sigma] = np.nan

@@ -178,3 +178,59 @@ def test_integrate_recovers_the_shared_long_wavelength_marks():
     c, d = sigs["integrate"]
     assert a.surface.shape == b.surface.shape and c.surface.shape == d.surface.shape
     assert corr(c.surface, d.surface) > corr(a.surface, b.surface) + 0.1
+
+
+def test_smooth_methods_raise_the_breech_face_short_cutoff_only():
+    from ribin.signatures import REGION_DEFAULTS, SMOOTH_CUTOFF_UM
+
+    heights = _surface()
+    mask = np.isfinite(heights)
+    image, _ = render_micrograph(heights, 6.25, "ring", np.random.default_rng(2))
+    plain = extract(_casing(image, mask), illumination="log").breech_face
+    smooth = extract(_casing(image, mask), illumination="log-smooth").breech_face
+    assert plain.params["short_cutoff_um"] == REGION_DEFAULTS["breech_face"]["short_cutoff_um"]
+    assert smooth.params["short_cutoff_um"] == SMOOTH_CUTOFF_UM > plain.params["short_cutoff_um"]
+    assert "smooth" in smooth.params["illumination"]
+    assert REGION_DEFAULTS["breech_face"]["short_cutoff_um"] == 16.0  # not changed in place
+
+    def roughness(sig):
+        v = sig.surface
+        return float(np.nanmean(np.abs(np.diff(v, axis=1))))
+
+    assert roughness(smooth) < roughness(plain)
+
+
+def test_two_2d_breech_faces_are_compared_with_the_2d_defaults():
+    from ribin.compare import DEFAULT_PARAMS, DEFAULT_PARAMS_2D, CMCParams, compare
+
+    heights = _surface()
+    mask = np.isfinite(heights)
+    image, _ = render_micrograph(heights, 6.25, "ring", np.random.default_rng(2))
+    flat = extract(_casing(image, mask)).breech_face
+    measured = extract(
+        Casing(surface=heights, modality="3d", pixel_size_um=6.25, mask=mask, source="s.x3p")
+    ).breech_face
+    assert DEFAULT_PARAMS_2D["breech_face"] != DEFAULT_PARAMS["breech_face"]
+    sweep = CMCParams(angle_range_deg=(-3.0, 3.0))
+    assert compare(flat, flat, sweep).params == sweep  # parameters given are kept
+    assert compare(flat, flat).params == DEFAULT_PARAMS_2D["breech_face"]
+    assert (
+        compare(flat, flat, DEFAULT_PARAMS["breech_face"]).params
+        == (DEFAULT_PARAMS_2D["breech_face"])
+    )
+    # Parameters equal to the 3D defaults but made by the caller are the caller's choice.
+    assert compare(flat, flat, CMCParams()).params.corr_min == CMCParams().corr_min
+    assert compare(measured, measured).params == DEFAULT_PARAMS["breech_face"]
+
+
+def test_a_2d_search_records_the_2d_comparison_parameters():
+    from ribin.compare import DEFAULT_PARAMS
+    from ribin.shards import _cmc_params_2d
+
+    heights = _surface()
+    mask = np.isfinite(heights)
+    image, _ = render_micrograph(heights, 6.25, "ring", np.random.default_rng(2))
+    recorded = _cmc_params_2d(extract(_casing(image, mask)), DEFAULT_PARAMS)
+    assert recorded["cmc_params_2d"]["breech_face"]["corr_min"] == 0.4
+    measured = Casing(surface=heights, modality="3d", pixel_size_um=6.25, mask=mask, source="s")
+    assert _cmc_params_2d(extract(measured), DEFAULT_PARAMS) == {}
