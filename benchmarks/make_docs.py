@@ -37,6 +37,13 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "store": ("bench_store.py", [], ["--ingest", "100", "--features", "10000"]),
     "sync": ("bench_sync.py", [], ["--exhibits", "500"]),
     "2d_real": ("bench_2d_real.py", [], ["--models", "ring"]),
+    "2d_search": ("bench_2d_search.py", ["--variants"], ["--models", "ring", "--skip-time"]),
+    "extraction_glare": (
+        "bench_extraction.py",
+        ["--modalities", "2d", "--exposure", "2.5", "--name", "extraction_glare", "--skip-timing"],
+        ["--modalities", "2d", "--exposure", "2.5", "--name", "extraction_glare", "--shots", "1"]
+        + ["--skip-timing"],
+    ),
     "correlate": ("bench_correlate.py", ["--new", "4"], ["--sizes", "1000", "--new", "2"]),
     "serve": ("bench_serve.py", [], ["--exhibits", "1000", "--pairs", "2"]),
 }
@@ -65,7 +72,11 @@ ORDER = [
     "2d_synthetic_log",
     "2d_synthetic_integrate",
     "2d_synthetic_half",
+    "2d_search_prefilter",
+    "2d_search_firing_pin",
+    "2d_search_time",
     "extraction",
+    "extraction_glare",
 ]
 
 
