@@ -24,6 +24,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
+#: 2D detection under glare: a high ring light (exposure 2.5 times nominal)
+GLARE = ["--modalities", "2d", "--exposure", "2.5", "--name", "extraction_glare"]
+
 #: name -> (script, arguments of the full run, arguments of a quick run)
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "extraction": ("bench_extraction.py", [], ["--shots", "1", "--repeat", "1"]),
@@ -40,9 +43,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "2d_search": ("bench_2d_search.py", ["--variants"], ["--models", "ring", "--skip-time"]),
     "extraction_glare": (
         "bench_extraction.py",
-        ["--modalities", "2d", "--exposure", "2.5", "--name", "extraction_glare", "--skip-timing"],
-        ["--modalities", "2d", "--exposure", "2.5", "--name", "extraction_glare", "--shots", "1"]
-        + ["--skip-timing"],
+        [*GLARE, "--skip-timing"],
+        [*GLARE, "--shots", "1", "--skip-timing"],
     ),
     "correlate": ("bench_correlate.py", ["--new", "4"], ["--sizes", "1000", "--new", "2"]),
     "serve": ("bench_serve.py", [], ["--exhibits", "1000", "--pairs", "2"]),
