@@ -361,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", action="store_true", help="also the variants tried")
     parser.add_argument("--skip-fadul", action="store_true")
     parser.add_argument("--skip-time", action="store_true")
+    parser.add_argument("--skip-firing-pin", action="store_true")
     parser.add_argument("--name", default="2d_search", help="stem of the recorded tables")
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
@@ -431,9 +432,10 @@ def main(argv: list[str] | None = None) -> int:
         "Renderings of the query's own scan are never candidates (same source).",
     )
 
-    print("\n2. 2D firing pin (synthetic set): detection and comparison")
     fp_rows = []
-    for modality in ("3d", "2d"):
+    if not args.skip_firing_pin:
+        print("\n2. 2D firing pin (synthetic set): detection and comparison")
+    for modality in () if args.skip_firing_pin else ("3d", "2d"):
         labels, _, sigs = synthetic[modality]
         found = sum("firing_pin" in s for s in sigs)
         bf = pair_scores([s["breech_face"] for s in sigs])
@@ -462,23 +464,24 @@ def main(argv: list[str] | None = None) -> int:
                     f"{fig['top1']:.3f}",
                 ]
             )
-    record(
-        f"{args.name}_firing_pin",
-        "2D firing pin on the synthetic set: detection and comparison (3D beside it)",
-        [
-            "modality",
-            "score",
-            "firing pin detected",
-            "ROC AUC",
-            "EER",
-            "weakest match / strongest non-match score",
-            "search top-1",
-        ],
-        fp_rows,
-        f"Committed synthetic set (8 firearms x 3 shots per modality), every pair; 2D method "
-        f"{args.illumination}. 'BF + FP': the search's combined score (sum of the compared "
-        "regions' scores; a casing without a detected pin adds 0).",
-    )
+    if fp_rows:
+        record(
+            f"{args.name}_firing_pin",
+            "2D firing pin on the synthetic set: detection and comparison (3D beside it)",
+            [
+                "modality",
+                "score",
+                "firing pin detected",
+                "ROC AUC",
+                "EER",
+                "weakest match / strongest non-match score",
+                "search top-1",
+            ],
+            fp_rows,
+            f"Committed synthetic set (8 firearms x 3 shots per modality), every pair; 2D method "
+            f"{args.illumination}. 'BF + FP': the search's combined score (sum of the compared "
+            "regions' scores; a casing without a detected pin adds 0).",
+        )
 
     if not args.skip_time:
         rows = time_search(synthetic["2d"][2], worst)
