@@ -163,3 +163,15 @@ def test_firing_pin_detected_on_a_rendered_casing_under_glare():
     assert detection.firing_pin_mask is not None
     overlap = detection.firing_pin_mask & pin
     assert np.count_nonzero(overlap) / np.count_nonzero(detection.firing_pin_mask | pin) > 0.7
+
+
+def test_a_2d_firing_pin_is_compared_but_not_added_to_the_score(tmp_path):
+    _write(tmp_path / "store")
+    with SignatureStore.open(tmp_path / "store", "r") as reader:
+        result = search(reader, "Q", scope="country")
+    assert result.candidates
+    for candidate in result.candidates:
+        assert candidate.firing_pin is not None and candidate.firing_pin.score is not None
+        assert candidate.score == pytest.approx(candidate.breech_face.score)
+    assert "firing_pin" in result.by_region
+    assert "2D firing pin" in result.provenance["combination"]
