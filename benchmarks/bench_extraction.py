@@ -5,6 +5,8 @@ Prints, for 3D and 2D: primer-centre error (% of the primer radius; share of cas
 percentile), failures, and the time to extract one casing (3D 545 x 545, 2D 2592 x 1944).
 
     python benchmarks/bench_extraction.py [--firearms N] [--shots N] [--seed S]
+    python benchmarks/bench_extraction.py --modalities 2d --exposure 2.5 \
+        --name extraction_glare --skip-timing      # 2D under glare (high ring light)
 """
 
 from __future__ import annotations
@@ -51,8 +53,8 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def accuracy(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(args.seed)
-    rows: dict[str, list[dict]] = {"3d": [], "2d": []}
-    failures: dict[str, list[str]] = {"3d": [], "2d": []}
+    rows: dict[str, list[dict]] = {m: [] for m in args.modalities}
+    failures: dict[str, list[str]] = {m: [] for m in args.modalities}
     for caliber in CALIBERS:
         for shape in FP_SHAPES:
             batch = make_batch(rng, f"{caliber}-{shape}", caliber, shape)
@@ -60,8 +62,11 @@ def accuracy(args: argparse.Namespace) -> None:
                 firearm = make_firearm(rng, batch, f"F{k}")
                 for shot in range(args.shots):
                     casing = make_casing(firearm, rng, shot)
-                    for modality in ("3d", "2d"):
-                        image, truth = render_casing(casing, rng, modality, PIXEL_UM)
+                    for modality in args.modalities:
+                        exposure = args.exposure if modality == "2d" else None
+                        image, truth = render_casing(
+                            casing, rng, modality, PIXEL_UM, exposure=exposure
+                        )
                         name = f"{caliber} {shape} F{k} shot {shot} {modality}"
                         c = as_casing(image, modality, PIXEL_UM, name)
                         t0 = time.perf_counter()
@@ -188,13 +193,23 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timing repeats")
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--skip-timing", action="store_true")
+    parser.add_argument("--modalities", nargs="+", default=["3d", "2d"], choices=["3d", "2d"])
+    parser.add_argument(
+        "--exposure",
+        type=float,
+        default=None,
+        help="2D: fixed ring-light exposure (1 nominal; 2.5 = glare); default drawn per shot",
+    )
+    parser.add_argument("--name", default="extraction", help="name of the recorded table")
     args = parser.parse_args()
-    print(machine())
+    print(machine() + ("" if args.exposure is None else f"; 2D exposure {args.exposure:g}"))
     if not args.skip_accuracy:
         accuracy(args)
+        glare = "" if args.exposure is None else f", 2D ring-light exposure {args.exposure:g}"
         record(
-            "extraction",
-            "Region detection on synthetic casings with known regions",
+            args.name,
+            "Region detection on synthetic casings with known regions" + glare,
             [
                 "modality",
                 "casings",
@@ -208,9 +223,16 @@ def main() -> None:
             ROWS,
             "Synthetic casings of every caliber and pin shape (round, elliptical, rectangular), "
             "rendered at 6.25 um with per-shot pose, dropouts, tilt and, in 2D, ring-light "
-            "variation; IoU of the detected zone against the generator's truth.",
+            "variation; IoU of the detected zone against the generator's truth"
+            + (
+                f" (2D exposure fixed at {args.exposure:g} times nominal: glare)"
+                if args.exposure is not None
+                else ""
+            )
+            + ".",
         )
-    timing(args)
+    if not args.skip_timing:
+        timing(args)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
+#: 2D detection under glare: a high ring light (exposure 2.5 times nominal)
+GLARE = ["--modalities", "2d", "--exposure", "2.5", "--name", "extraction_glare"]
+
 #: name -> (script, arguments of the full run, arguments of a quick run)
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "extraction": ("bench_extraction.py", [], ["--shots", "1", "--repeat", "1"]),
@@ -37,6 +40,12 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "store": ("bench_store.py", [], ["--ingest", "100", "--features", "10000"]),
     "sync": ("bench_sync.py", [], ["--exhibits", "500"]),
     "2d_real": ("bench_2d_real.py", [], ["--models", "ring"]),
+    "2d_search": ("bench_2d_search.py", ["--variants"], ["--models", "ring", "--skip-time"]),
+    "extraction_glare": (
+        "bench_extraction.py",
+        [*GLARE, "--skip-timing"],
+        [*GLARE, "--shots", "1", "--skip-timing"],
+    ),
     "correlate": ("bench_correlate.py", ["--new", "4"], ["--sizes", "1000", "--new", "2"]),
     "serve": ("bench_serve.py", [], ["--exhibits", "1000", "--pairs", "2"]),
 }
@@ -65,7 +74,11 @@ ORDER = [
     "2d_synthetic_log",
     "2d_synthetic_integrate",
     "2d_synthetic_half",
+    "2d_search_prefilter",
+    "2d_search_firing_pin",
+    "2d_search_time",
     "extraction",
+    "extraction_glare",
 ]
 
 

@@ -737,9 +737,68 @@ def _fp_candidates_2d(
     """2D: under a ring light the impression's cap or wall shines, so its outline is the
     closed contour around the primer centre along which the image falls most from inside
     to outside. Short, bright toolmark glints also make strong edges; a contour found by
-    dynamic programming over all angles at once cannot follow them far."""
+    dynamic programming over all angles at once cannot follow them far.
+
+    Under glare (a high ring light, a long exposure) the wall is one saturated band and the
+    face around it is strewn with saturated glints, so the fall at the outline is no larger
+    than the glints' own edges. Then the outline is traced on the glint-masked saturation
+    map instead (:func:`_glare_map`): the saturated pixels left after an opening that
+    removes thin glints, whose outer edge is the impression's outline."""
     sigma = max(1.0, 8.0 / pixel_um)
     smooth = cv2.GaussianBlur(image, (0, 0), sigma)
+    found = _fp_contour_2d(smooth, pixel_um, cx, cy, r)
+    if found is not None and found[2] >= FP_CONTRAST_2D:
+        return found[:3]
+    glare = _glare_map(image, pixel_um, cx, cy, r)
+    if glare is not None:
+        traced = _fp_contour_2d(cv2.GaussianBlur(glare, (0, 0), sigma), pixel_um, cx, cy, r)
+        # a 0/1 map has no noise to measure contrast against: the outline must run along
+        # the saturated band's edge nearly all the way round instead
+        if traced is not None and traced[3] >= GLARE_SUPPORT:
+            return traced[:3]
+    return None
+
+
+#: 2D: the least contrast (mean fall along the outline over the robust spread of the falls)
+#: of a firing-pin outline.
+FP_CONTRAST_2D = 3.0
+#: 2D glare: the share of saturated pixels near the impression above which the glare path
+#: is tried, and the width (um) of the glints an opening removes before tracing.
+GLARE_SHARE = 0.05
+GLINT_WIDTH_UM = 32.0
+#: 2D glare: the least share of the outline's rays that cross the saturated band's edge.
+GLARE_SUPPORT = 0.8
+
+
+def _glare_map(
+    image: np.ndarray, pixel_um: float, cx: float, cy: float, r: float
+) -> np.ndarray | None:
+    """Saturated pixels near the primer centre minus thin glints, as float32 0/1; None when
+    there is no glare (fewer than :data:`GLARE_SHARE` saturated pixels within 0.55 r)."""
+    yy, xx = np.ogrid[0 : image.shape[0], 0 : image.shape[1]]
+    near = (xx - cx) ** 2 + (yy - cy) ** 2 <= (0.55 * r) ** 2
+    if not near.any():
+        return None
+    top = float(np.max(image[near]))
+    saturated = near & (image >= top - 0.03)  # log intensity: within 3 % of the brightest
+    if saturated.sum() < GLARE_SHARE * near.sum():
+        return None
+    radius = max(1, round(0.5 * GLINT_WIDTH_UM / pixel_um))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    opened = cv2.morphologyEx(saturated.astype(np.uint8), cv2.MORPH_OPEN, disc)
+    if not opened.any():
+        return None
+    return opened.astype(np.float32)
+
+
+def _fp_contour_2d(
+    smooth: np.ndarray, pixel_um: float, cx: float, cy: float, r: float
+) -> tuple[np.ndarray, np.ndarray, float, float] | None:
+    """The closed outline around (cx, cy) along which `smooth` falls most from inside to
+    outside, as ``(mask, mask, contrast, support)``; None for a degenerate outline.
+
+    ``support`` is the share of rays where the fall at the outline is at least a quarter
+    of the largest fall."""
     step = max(1.0, 4.0 / pixel_um)
     n_angles = 360
     # The outline's radius changes by at most ~30 um per degree (corners of a Glock pin
@@ -748,7 +807,7 @@ def _fp_candidates_2d(
     theta = np.linspace(0, 2 * math.pi, n_angles, endpoint=False)
     ox, oy = cx, cy
     mask = None
-    contrast = 0.0
+    contrast = support = 0.0
     for _ in range(2):
         prof, radii = _rays(smooth, ox, oy, 0.06 * r, 0.55 * r, n_angles, step)
         fall = -np.gradient(prof, axis=1)
@@ -771,17 +830,16 @@ def _fp_candidates_2d(
         r_use = radii[path]
         noise = 1.4826 * float(np.median(np.abs(fall - np.median(fall)))) + 1e-12
         contrast = float(np.mean(fall[rays, path]) / noise)
+        support = float(np.mean(fall[rays, path] >= 0.25 * spread))
         pts = np.stack([ox + np.cos(theta) * r_use, oy + np.sin(theta) * r_use], axis=1)
-        mask = np.zeros(image.shape, np.uint8)
+        mask = np.zeros(smooth.shape, np.uint8)
         cv2.fillPoly(mask, [np.round(pts * 16).astype(np.int32)], 1, shift=4)
         mask = mask.astype(bool)
         rows, cols = np.nonzero(mask)
         if rows.size < 20:
             return None
         ox, oy = cols.mean(), rows.mean()
-    if contrast < 3.0:
-        return None
-    return mask, mask, contrast
+    return mask, mask, contrast, support
 
 
 def detect_regions(

@@ -30,9 +30,9 @@ class SearchParams:
     by ``benchmarks/bench_search_accuracy.py`` (3D): no true match of the synthetic or Fadul
     sets ranked below 2nd on the breech-face prefilter, and the extrapolated worst rank is
     about 5 among 10^4 candidates and about 36 among 10^5, so 10 and 0.1 % keep a margin
-    of 2-3 while a query at 10^4 stays near 10 s on 2 cores. The 2D prefilter does not rank
-    true matches high (same benchmark), so regions of other ``modality`` than
-    ``shortlist_modalities`` are compared in full.
+    of 2-3 while a query at 10^4 stays near 10 s on 2 cores. The prefilter does not rank 2D
+    true matches high (``benchmarks/bench_2d_search.py``: at chance on the Fadul renderings),
+    so regions of other ``modality`` than ``shortlist_modalities`` are compared in full.
     """
 
     shortlist_min: int = 10
