@@ -177,17 +177,9 @@ def join_states(
     shard order, breaks ties by table row as the sort over the whole table does. Every part
     holds a table for each of ``regions`` and a ranking for each region of each query.
     """
-    tables = {}
-    for region in regions:
-        pieces = [part.tables[region] for part in parts]
-        tables[region] = FeatureTable(
-            **{
-                name: np.concatenate([getattr(piece, name) for piece in pieces])
-                if pieces
-                else _empty_column(name)
-                for name in _FIELDS
-            }
-        )
+    tables = {
+        region: FeatureTable.concat([part.tables[region] for part in parts]) for region in regions
+    }
     # where each part's rows start in the joined table of each region
     offsets = {
         region: np.cumsum([0] + [len(part.tables[region]) for part in parts]).tolist()
@@ -197,29 +189,18 @@ def join_states(
     for index, query in enumerate(queries):
         per_region = {}
         for region in query.regions:
-            rows = [
-                part.rankings[index][region.region].rows + offset
-                for part, offset in zip(parts, offsets[region.region], strict=False)
-            ]
-            scores = [part.rankings[index][region.region].scores for part in parts]
             if not parts:
                 per_region[region.region] = Ranking(np.zeros(0, np.int64), np.zeros(0))
                 continue
-            all_rows = np.concatenate(rows).astype(np.int64, copy=False)
-            all_scores = np.concatenate(scores)
+            rankings_of = [part.rankings[index][region.region] for part in parts]
+            all_rows = np.concatenate(
+                [r.rows + o for r, o in zip(rankings_of, offsets[region.region][:-1], strict=True)]
+            ).astype(np.int64, copy=False)
+            all_scores = np.concatenate([r.scores for r in rankings_of])
             order = np.argsort(-all_scores, kind="stable")
             per_region[region.region] = Ranking(all_rows[order], all_scores[order])
         rankings.append(per_region)
     return ShardState(tables, rankings)
-
-
-_FIELDS = tuple(name for name in FeatureTable.__dataclass_fields__ if name != "feature_version")
-
-
-def _empty_column(name: str) -> np.ndarray:
-    if name == "features":
-        return np.empty((0, prefilter.FEATURE_LENGTH), np.float32)
-    return np.empty(0, dtype=object)
 
 
 def shard_scores(state: ShardState) -> list[dict[str, np.ndarray]]:

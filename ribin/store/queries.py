@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -17,15 +16,6 @@ from ribin.store_format import SegmentIndex, read_exhibit, read_segment_features
 
 T = TypeVar("T")
 _SIGNATURE_COLUMNS = ("signature_id", "kind", "modality", "pixel_size_um")
-
-
-def _empty_table() -> FeatureTable:
-    empty = np.empty(0, dtype=object)
-    columns = ("signature_id", "kind", "modality", "pixel_size_um", "segment")
-    return FeatureTable(
-        np.empty((0, prefilter.FEATURE_LENGTH), np.float32),
-        **{name: empty for name in (*columns, *_TABLE_FIELDS)},
-    )
 
 
 class _QueriesMixin:
@@ -182,20 +172,9 @@ class _QueriesMixin:
 
     def _features(self, scope: Scope | None, kind: str | None) -> FeatureTable:
         live = self._live_view()
-        parts: dict[str, list[np.ndarray]] = collections.defaultdict(list)
-        for ref in self.segments():
-            part = self._segment_features(ref.name, live, scope, None if kind is None else (kind,))
-            if part is None:
-                continue
-            table = part[kind] if kind is not None else part[None]
-            for name, values in vars(table).items():
-                if name != "feature_version":
-                    parts[name].append(values)
-        if not parts:
-            return _empty_table()
-        return FeatureTable(
-            **{name: np.concatenate(values) for name, values in parts.items()},
-        )
+        kinds = None if kind is None else (kind,)
+        parts = (self._segment_features(ref.name, live, scope, kinds) for ref in self.segments())
+        return FeatureTable.concat([part[kind] for part in parts if part is not None])
 
     def map_features(
         self,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,18 @@ class FeatureTable:
 
     def __len__(self) -> int:
         return len(self.signature_id)
+
+    @classmethod
+    def concat(cls, tables: Sequence[FeatureTable]) -> FeatureTable:
+        """The rows of ``tables`` one after the other; an empty table when there are none."""
+        columns = [f.name for f in fields(cls) if f.name != "feature_version"]
+        if not tables:
+            empty = np.empty(0, dtype=object)
+            return cls(
+                features=np.empty((0, prefilter.FEATURE_LENGTH), np.float32),
+                **{name: empty for name in columns if name != "features"},
+            )
+        return cls(**{name: np.concatenate([getattr(t, name) for t in tables]) for name in columns})
 
 
 @dataclass
