@@ -469,11 +469,12 @@ def _compare_ordered(
                 parts_a.profile, parts_b.profile, params.rotation_estimates, params.theta_max_deg
             )
         coarse, rotations = _coarse_search(
-            low_grid_a, low_b, angles, params, shift_max, parts_a.low_templates, visit
-        )
+            low_grid_a, low_b, angles, params, shift_max, parts_a.low_templates, visit,
+            parts_b.rotated(low=True),
+        )  # fmt: skip
         candidates = []
         # Windows of nearby candidates overlap: a rotation is searched once per stage.
-        fine_memo = _Memo(templates=parts_a.templates)
+        fine_memo = _Memo(templates=parts_a.templates, rotated=parts_b.rotated())
         # All windows' rotations in one sweep first (larger batches), each window from it.
         windows = np.concatenate([_window(theta, params) for theta in rotations])
         _refine(grid_a, b, coarse, np.unique(windows.round(6)), params, fine_memo)
@@ -483,8 +484,8 @@ def _compare_ordered(
 
     best = None
     if params.search != "exhaustive":
-        back_coarse_memo = _Memo(templates=parts_b.low_templates)
-        back_fine_memo = _Memo(templates=parts_b.templates)
+        back_coarse_memo = _Memo(templates=parts_b.low_templates, rotated=parts_a.rotated(True))
+        back_fine_memo = _Memo(templates=parts_b.templates, rotated=parts_a.rotated())
     # The pair's count is min(forward, backward), so a candidate whose forward count is below
     # the best pair count so far cannot win and its backward search is skipped (one that can
     # tie on count may still win on the tie-break). Candidates are visited by forward count
@@ -675,11 +676,43 @@ class _Memo:
 
     ``rows`` maps a rotation (degrees, rounded) to its ``(dx, dy, corr)`` rows;
     ``templates`` holds the reference cells' spectra and minimum overlaps by FFT shape
-    (shared by every memo of one grid: :class:`_Parts`).
+    (shared by every memo of one grid: :class:`_Parts`); ``rotated``, when given, the
+    target's whole rotated copies (shared by every comparison with that target).
     """
 
     rows: dict = field(default_factory=dict)
     templates: dict = field(default_factory=dict)
+    rotated: _Rotated | None = None
+
+
+class _Rotated:
+    """Whole rotated copies of one surface, by rotation and output grid, up to a budget.
+
+    A search compares its query with every candidate, and the candidates' grids mostly
+    share one shape: the query, rotated onto such a grid at a rotation of the sweep's
+    step, is then the same image for every candidate, and is interpolated once. Only
+    surfaces compared more than once keep them (:class:`_PartsCache`). Thread-safe.
+    """
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget = budget_bytes
+        self.images: dict = {}
+        self.nbytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        return self.images.get(key)
+
+    def put(self, key: tuple, image: np.ndarray) -> None:
+        with self._lock:
+            if key not in self.images and self.nbytes + image.nbytes <= self.budget:
+                self.images[key] = image
+                self.nbytes += image.nbytes
+
+
+# Bytes of rotated copies one shared surface keeps: every rotation of a 333 x 333 px breech
+# face (120 at full and at half resolution) takes 66 MB; the parts cache holds 8 surfaces.
+_ROTATED_BUDGET = 72 << 20
 
 
 @dataclass(frozen=True)
@@ -697,6 +730,19 @@ class _Parts:
     low_image: np.ndarray
     templates: dict = field(default_factory=dict)
     low_templates: dict = field(default_factory=dict)
+    # Whole rotated copies, at full and coarse resolution, once the surface is shared.
+    shared: dict = field(default_factory=dict)
+
+    def rotated(self, low: bool = False) -> _Rotated | None:
+        """This surface's rotated copies as a target, or None while it is not shared."""
+        return self.shared.get("low" if low else "full")
+
+    def share(self) -> None:
+        """Keep rotated copies from now on (a second comparison needs this surface)."""
+        if not self.shared:
+            self.shared.update(
+                full=_Rotated(_ROTATED_BUDGET * 4 // 5), low=_Rotated(_ROTATED_BUDGET // 5)
+            )
 
     @cached_property
     def profile(self) -> np.ndarray:
@@ -832,6 +878,7 @@ class _PartsCache:
             parts = self._entries.get(entry)
             if parts is not None:
                 self._entries.move_to_end(entry)
+                parts.share()
                 return parts
         parts = _Parts.of(surface, params, name)
         with self._lock:
@@ -948,7 +995,8 @@ def _sweep(
     template_spectra, min_overlap = memo.templates[fft_shape]
     # Interpolate only the regions' pixels where they cover less than the whole grid (the
     # fine search); the coarse regions overlap, so there rotating the target once is cheaper.
-    fused = n * rows * cols < grid.shape[0] * grid.shape[1]
+    # A target kept rotated (memo.rotated: a search's query) is taken whole from there.
+    fused = memo.rotated is None and n * rows * cols < grid.shape[0] * grid.shape[1]
     centre_in = ((target.shape[0] - 1) / 2.0, (target.shape[1] - 1) / 2.0)
     centre_out = ((grid.shape[0] - 1) / 2.0, (grid.shape[1] - 1) / 2.0)
     # Rotations go through the kernels and FFTs in batches: a call per batch rather than per
@@ -978,7 +1026,9 @@ def _sweep(
                 tops, lefts, rows, cols, *fft_shape,
             )  # fmt: skip
         else:
-            moved = _rotate_stack(target, thetas[::n], *grid.shape, *centre_in, *centre_out)
+            moved = _rotated_targets(
+                target, angles[batch], thetas[::n], grid.shape, centre_in, centre_out, memo
+            )
             which = np.repeat(np.arange(m), n)
             raw, centred = _extract_regions(moved, which, tops, lefts, rows, cols, *fft_shape)
         spectra = _rfft2(centred, workers)
@@ -1000,6 +1050,32 @@ def _sweep(
         for a in batch:
             memo.rows[round(float(angles[a]), 6)] = (dx[a], dy[a], corr[a], support[a])
     return _Sweep(np.asarray(angles, dtype=float), dx, dy, corr, support)
+
+
+def _rotated_targets(
+    target: np.ndarray,
+    angles: np.ndarray,
+    thetas: np.ndarray,
+    shape: tuple[int, int],
+    centre_in: tuple[float, float],
+    centre_out: tuple[float, float],
+    memo: _Memo,
+) -> np.ndarray:
+    """``_rotate_stack`` of the target at ``thetas`` (radians of ``angles``), each rotation
+    taken from ``memo.rotated`` when there and kept there when made."""
+    if memo.rotated is None:
+        return _rotate_stack(target, thetas, *shape, *centre_in, *centre_out)
+    keys = [(round(float(angle), 6), shape) for angle in angles]
+    found = [memo.rotated.get(key) for key in keys]
+    missing = [i for i, image in enumerate(found) if image is None]
+    if missing:
+        made = _rotate_stack(target, thetas[missing], *shape, *centre_in, *centre_out)
+        for i, image in zip(missing, made, strict=True):
+            found[i] = image
+            memo.rotated.put(keys[i], image)
+        if len(missing) == len(keys):
+            return made
+    return np.stack(found)
 
 
 def _angle_diff(a: np.ndarray | float, b: float) -> np.ndarray:
@@ -1108,6 +1184,7 @@ def _coarse_search(
     shift_max: float,
     templates: dict | None = None,
     near: list[float] | None = None,
+    rotated: _Rotated | None = None,
 ) -> tuple[_Sweep, list[float]]:
     """Reduced-resolution sweep and the rotations to refine at full resolution.
 
@@ -1117,7 +1194,7 @@ def _coarse_search(
     rotations skipped.
     """
     visited = np.asarray(angles[:: max(1, params.coarse_angle_stride)], dtype=float)
-    memo = _Memo(templates={} if templates is None else templates)
+    memo = _Memo(templates={} if templates is None else templates, rotated=rotated)
     if near is None:
         coarse = _sweep(grid, target, visited, params, scale=params.coarse_factor, memo=memo)
         return coarse, _coarse_rotations(coarse, params, shift_max)

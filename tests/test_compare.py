@@ -524,6 +524,50 @@ def test_parts_are_made_once_per_surface_and_give_the_same_result(monkeypatch):
     assert len(cmp._PARTS._entries) == 1
 
 
+def test_a_shared_query_is_rotated_once_per_rotation(monkeypatch):
+    """From its second comparison on, the query's rotated copies are kept and reused: fewer
+    images are interpolated, and every result is bit for bit that of a fresh comparison."""
+    import ribin.compare as cmp
+
+    rng = np.random.default_rng(11)
+    query = signature(ring_surface(rng))
+    candidates = [signature(ring_surface(rng)) for _ in range(4)]
+    params = CMCParams(grid=(4, 4))
+    fresh = []
+    for c in candidates:
+        cmp._PARTS.clear()
+        fresh.append(compare(query, c, params))
+    rotated = []
+    real = cmp._rotate_stack
+    monkeypatch.setattr(
+        cmp,
+        "_rotate_stack",
+        lambda image, thetas, *a: rotated.append(len(thetas)) or real(image, thetas, *a),
+    )
+    cmp._PARTS.clear()
+    cached = [compare(query, c, params) for c in candidates]
+    assert [repr(r) for r in cached] == [repr(r) for r in fresh]
+    parts = cmp._PARTS.get(query.surface, cmp._order_key(query.surface), params, "q")
+    assert parts.rotated() is not None and parts.rotated().images
+    shared = sum(rotated)
+    rotated.clear()
+    with monkeypatch.context() as m:
+        m.setattr(cmp._Parts, "share", lambda self: None)
+        cmp._PARTS.clear()
+        [compare(query, c, params) for c in candidates]
+    assert shared < sum(rotated)
+
+
+def test_rotated_copies_stop_at_their_budget():
+    import ribin.compare as cmp
+
+    kept = cmp._Rotated(budget_bytes=3 * 400)
+    for k in range(5):
+        kept.put((k, (10, 10)), np.zeros((10, 10), dtype=np.float32))
+    assert len(kept.images) == 3 and kept.nbytes == 1200
+    assert kept.get((4, (10, 10))) is None and kept.get((0, (10, 10))) is not None
+
+
 def test_fine_pixels_sweep_the_whole_circle(monkeypatch):
     """Below 10 um per pixel there is no rotation estimate: the whole sweep's result."""
     import ribin.compare as cmp
