@@ -74,8 +74,8 @@ import hashlib
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Literal
@@ -544,6 +544,9 @@ def compare_many(
     comparison's parallel kernels (``benchmarks/bench_compare_speed.py`` measures both).
     Results are those of :func:`compare`, bit for bit, in the order of ``pairs``.
 
+    ``pairs`` is read as the comparisons go: a generator that reads its signatures from a
+    store (as a search does) reads the next ones while the first are being compared.
+
     Parameters
     ----------
     pairs : iterable of (Signature, Signature, CMCParams or None)
@@ -557,9 +560,8 @@ def compare_many(
     -------
     list of Comparison
     """
-    pairs = list(pairs)
     threads = _workers() if threads is None else max(1, int(threads))
-    if threads == 1 or len(pairs) < 2:
+    if threads == 1 or (isinstance(pairs, Sequence) and len(pairs) < 2):
         out = []
         for a, b, params in pairs:
             out.append(compare(a, b, params))
@@ -571,13 +573,26 @@ def compare_many(
         numba.set_num_threads(1)  # thread-local: this pool thread only
         return compare(*pair)
 
-    pool = ThreadPoolExecutor(min(threads, len(pairs)), thread_name_prefix="ribin-compare")
-    try:
-        futures = [pool.submit(single, pair) for pair in pairs]
-        for future in as_completed(futures):
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="ribin-compare")
+    futures: list[Future] = []
+    pending: set[Future] = set()
+
+    def finished(block: bool) -> None:
+        nonlocal pending
+        done, pending = wait(pending, None if block else 0, FIRST_COMPLETED)
+        for future in done:
             future.result()  # the first error (or Ctrl-C) stops the rest
             if on_done is not None:
                 on_done()
+
+    try:
+        for pair in pairs:
+            future = pool.submit(single, pair)
+            futures.append(future)
+            pending.add(future)
+            finished(block=False)
+        while pending:
+            finished(block=True)
         return [future.result() for future in futures]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

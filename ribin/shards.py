@@ -11,7 +11,7 @@ importable from :mod:`ribin.search` too.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -223,20 +223,24 @@ def compare_shard(
     result in each region where it is a candidate. ``load(exhibit_id, country)`` reads a
     stored exhibit; each is read once per call.
     """
-    loaded: dict[str, StoredExhibit] = {}
     # The comparisons are planned first (what to compare does not depend on any result),
-    # then run several at a time (:func:`ribin.compare.compare_many`); until then a planned
-    # result is ``{"job": its index in jobs}``.
-    jobs: list[tuple[Signature, Signature, CMCParams]] = []
+    # then run several at a time (:func:`ribin.compare.compare_many`), each candidate read
+    # as its first comparison is handed out, while the earlier ones run; until then a
+    # planned result is ``{"job": its index in jobs}``.
+    jobs: list[tuple[RegionQuery, str, str, str]] = []
 
     def full(region: RegionQuery, table: FeatureTable, row: int, key: str) -> dict[str, Any]:
-        candidate = loaded.get(key)
-        if candidate is None:
-            candidate = load(str(table.exhibit_id[row]), str(table.country[row]))
-            loaded[key] = candidate
-        other = candidate.exhibit.signatures()[region.region]
-        jobs.append((region.signature, other, cmc_params[region.region]))
+        jobs.append((region, key, str(table.exhibit_id[row]), str(table.country[row])))
         return {"job": len(jobs) - 1}
+
+    def pairs() -> Iterator[tuple[Signature, Signature, CMCParams]]:
+        loaded: dict[str, StoredExhibit] = {}
+        for region, key, exhibit_id, country in jobs:
+            candidate = loaded.get(key)
+            if candidate is None:
+                candidate = loaded[key] = load(exhibit_id, country)
+            other = candidate.exhibit.signatures()[region.region]
+            yield region.signature, other, cmc_params[region.region]
 
     out = []
     for index, (query, request) in enumerate(zip(queries, requests, strict=True)):
@@ -281,7 +285,7 @@ def compare_shard(
                     listed.append(Found(position, key, _row(table, row), score, result))
         out.append(per_region)
 
-    comparisons = compare_many(jobs, on_done=on_compare)
+    comparisons = compare_many(pairs(), on_done=on_compare)
     results = [
         {
             "score": c.score,

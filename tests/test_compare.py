@@ -273,6 +273,41 @@ def test_compare_many_equals_compare_in_order():
         compare_many(pairs + mismatched, threads=2)
 
 
+def test_compare_many_compares_while_its_pairs_are_still_being_read(monkeypatch):
+    """A generator of pairs (a search reading candidates) is consumed as comparisons run:
+    the first comparison starts before the second pair is asked for."""
+    import threading
+
+    import ribin.compare as cmp
+
+    rng = np.random.default_rng(4)
+    sigs = [signature(ring_surface(rng)) for _ in range(3)]
+    started = threading.Event()
+    real = cmp.compare
+    monkeypatch.setattr(cmp, "compare", lambda *a: started.set() or real(*a))
+    seen_started = []
+
+    def pairs():
+        yield sigs[0], sigs[1], SMALL
+        seen_started.append(started.wait(timeout=30))
+        yield sigs[0], sigs[2], SMALL
+        yield sigs[1], sigs[2], SMALL
+
+    got = cmp.compare_many(pairs(), threads=2)
+    assert seen_started == [True]
+    expected = [
+        real(x, y, SMALL) for x, y in ((0, 1), (0, 2), (1, 2)) for x, y in [(sigs[x], sigs[y])]
+    ]
+    assert [c.score for c in got] == [c.score for c in expected]
+
+    def failing():
+        yield sigs[0], sigs[1], SMALL
+        raise InputError("candidate.h5", "unreadable")
+
+    with pytest.raises(InputError, match="unreadable"):
+        cmp.compare_many(failing(), threads=2)
+
+
 def test_memoised_sweeps_equal_fresh_ones():
     """Rotations reused from an overlapping window are bitwise the ones searched afresh."""
     import ribin.compare as cmp
