@@ -77,7 +77,7 @@ def _plots(llr_match: np.ndarray, llr_nonmatch: np.ndarray, dpi: int) -> dict[st
     from lir.plotting.expected_calibration_error import plot_ece
     from matplotlib.figure import Figure
 
-    from ribin.report import _png
+    from ribin.report.figures import _png
 
     data = LLRData(
         features=np.concatenate([llr_match, llr_nonmatch]),
@@ -99,7 +99,7 @@ def _plots(llr_match: np.ndarray, llr_nonmatch: np.ndarray, dpi: int) -> dict[st
 
 def validation_html(models: Mapping[str, Calibration], *, command: str = "", dpi: int = 80) -> str:
     """The validation page of ``models`` (keyed ``region/modality``) as HTML text."""
-    from ribin.report import _document, _fmt, _Html
+    from ribin.report.html_pages import _document, _fmt, _Html
 
     out = _Html()
     title = "RIBIN calibration validation report"
