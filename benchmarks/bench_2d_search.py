@@ -13,23 +13,38 @@ Three parts, each printed with the 3D figures of the same surfaces beside it:
    tail). Sets: the committed synthetic 2D casings (breech face and firing pin) and the 19
    Fadul scans rendered under each lighting model of :mod:`ribin.synthetic.lighting`
    (ring, oblique, coaxial; lighting varied per shot, seeded as in ``bench_2d_real.py``),
-   per model and pooled (a query under one light, candidates under any).
-   ``--variants`` also scores the 2D feature variants that were tried (see docs/method.md,
-   "2D prefilter"): ``ringnorm`` (the lighting's common angular factor removed from the
-   polar spectrum), ``energy`` (polar map of the local mark energy around the centre).
+   per model and pooled (a query under one light, candidates under all).
+   **What a shortlist must keep:** every pair of each 2D set is also compared in full
+   (:func:`ribin.compare.compare_many`, the search's own comparison); a true match the
+   exhaustive search would list in its top :data:`TOP` among 10^4 candidates (:func:`listed`)
+   must be inside the default shortlist (K = 10 per region at 10^4); printed: how many are
+   listed and how many of those each feature would drop (skip with ``--skip-exhaustive``).
+   ``--variants`` also scores the 2D feature variants tried (see docs/method.md, "2D
+   prefilter"): ``ringnorm`` (the lighting's common angular factor removed from the polar
+   spectrum), ``energy`` (polar map of the local mark energy around the centre), ``band``
+   (the rings over the signature's own pass band, :data:`BAND_UM`), ``rectified`` (the
+   spectrum of the signature's magnitude), ``energyspec`` (the spectrum of its log local
+   energy), and ``coarse``, a cheap partial comparison for a second stage: the largest
+   correlation over rotations and translations of the signatures smoothed and sampled at
+   :data:`COARSE_UM` (:func:`coarse_scores`; its measured cost per candidate is printed).
+   With the variants, a lighting-invariance check: one Fadul scan under two lights (and
+   its 3D scan) scored against itself, as z against the non-matches (:func:`same_scan`).
 2. **2D firing pin.** Detected firing pins on the synthetic 2D set, and the 2D firing-pin
    comparison: ROC AUC, EER, weakest known match and strongest known non-match score, 3D
    beside it.
-3. **2D search time.** Measured: the time of one 2D comparison (breech face and firing
-   pin of real-size signatures, two at a time) and the prefilter stage over 10^3 and 10^4
-   feature vectors. Extrapolated (printed as such): an exhaustive 2D search over n stored
-   exhibits = prefilter + n x (breech face + firing pin comparison time); a shortlisted one
-   = prefilter + 2K x that, for the K that would hold every true match measured in part 1.
+3. **2D search time.** Measured: the time of one 2D exhibit's comparison (breech face and
+   firing pin of real-size signatures, two at a time) and, in the same run, of a 3D one;
+   each region's comparison one at a time; the prefilter stage over 10^3 and 10^4 feature
+   vectors. Extrapolated (printed as such): an exhaustive 2D search over n stored exhibits
+   = prefilter + n x (breech face + firing pin comparison time); a shortlisted one =
+   prefilter + 2K x that, for the K that would hold every true match measured in part 1,
+   and every one the exhaustive search lists.
 
 ::
 
-    nice -n 10 python benchmarks/bench_2d_search.py                  # everything (~10 min)
-    nice -n 10 python benchmarks/bench_2d_search.py --models ring --skip-time
+    nice -n 10 python benchmarks/make_docs.py --only 2d_search    # --variants, records, docs
+    nice -n 10 python benchmarks/bench_2d_search.py --variants    # the same, printed (~15 min)
+    nice -n 10 python benchmarks/bench_2d_search.py --models ring --skip-time --skip-exhaustive
     nice -n 10 python benchmarks/bench_2d_search.py --illumination integrate --variants
 
 Nothing is cached: renderings are made in memory.
@@ -46,6 +61,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from scipy import fft as sfft
 from scipy import ndimage, special
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -56,7 +72,7 @@ from results import record
 
 from ribin import prefilter
 from ribin.compare import compare_many
-from ribin.exhibit import Signature
+from ribin.exhibit import REGIONS, Signature
 from ribin.io import read_casing
 from ribin.preprocess import gaussian_nan
 from ribin.signatures import DEFAULT_ILLUMINATION_2D, ILLUMINATION_METHODS, extract
@@ -64,6 +80,8 @@ from ribin.synthetic.lighting import LIGHTING_MODELS
 
 SYNTHETIC_DIR = REPO / "data" / "synthetic_casings"
 BIG = 10_000
+TOP = 20  # the search's default list length
+K_DEFAULT = 10  # the default shortlist per region at BIG: max(10, ceil(0.001 BIG))
 
 
 # ----------------------------------------------------------------- feature variants tried
@@ -121,21 +139,133 @@ def energy(surface: np.ndarray, pixel_um: float, long_um: float = 100.0) -> np.n
     return _coefficients(_standardise_rows(polar), 1.0, 0)
 
 
+#: Rings of the ``band`` variant: the 2D breech-face signature's own pass band (it is
+#: band-passed 32-250 um; the stored features span 30-600 um), the band of the comparison's
+#: rotation estimate (2.2-12.8 px at 12.5 um).
+BAND_UM = (160.0, 27.0)
+
+
+def band(surface: np.ndarray, pixel_um: float) -> np.ndarray:
+    """The stored definition with its rings over :data:`BAND_UM` only."""
+    polar = prefilter._polar_map(np.asarray(surface, np.float64), pixel_um, BAND_UM)
+    return _coefficients(polar, prefilter.LOW_WEIGHT, prefilter.LOW_CUT)
+
+
+def rectified(surface: np.ndarray, pixel_um: float) -> np.ndarray:
+    """The stored features of the signature's magnitude: ring and coaxial light follow the
+    slopes' magnitude, an oblique light their signed derivative along its direction."""
+    return prefilter.features(np.abs(np.asarray(surface, np.float64)), pixel_um)
+
+
+def energy_spectrum(surface: np.ndarray, pixel_um: float) -> np.ndarray:
+    """The stored definition (rings over 600-60 um) applied to the log local energy of the
+    signature (Gaussian, sigma 10 um): where the marks are strong, translation tolerant."""
+    values = np.asarray(surface, np.float64)
+    local = np.log(gaussian_nan(values * values, 25.0 / pixel_um / 2.5) + 1e-3)
+    polar = prefilter._polar_map(local, pixel_um, (600.0, 60.0))
+    return _coefficients(polar, prefilter.LOW_WEIGHT, prefilter.LOW_CUT)
+
+
 FEATURES: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "stored": lambda s, px: prefilter.features(s, px),
     "ringnorm": ringnorm,
     "energy": energy,
+    "band": band,
+    "rectified": rectified,
+    "energyspec": energy_spectrum,
 }
+
+
+# ------------------------------------------------ a cheap partial comparison (second stage)
+
+COARSE_UM = 50.0
+"""Pixel (and Gaussian smoothing scale) of the coarse correlation."""
+COARSE_STEP_DEG = 4.0
+
+
+def coarse_image(signature: Signature) -> np.ndarray:
+    """The signature smoothed over and sampled at :data:`COARSE_UM`, zero-mean, unit norm,
+    0 outside the region (a block is kept when more than half of it is valid)."""
+    values = gaussian_nan(
+        np.asarray(signature.surface, np.float64), COARSE_UM / signature.pixel_size_um / 2.5
+    )
+    down = max(1, round(COARSE_UM / signature.pixel_size_um))
+    rows, cols = (values.shape[0] // down) * down, (values.shape[1] // down) * down
+    valid = np.isfinite(values)[:rows, :cols]
+    blocks = (rows // down, down, cols // down, down)
+    share = valid.reshape(blocks).mean(axis=(1, 3))
+    total = np.where(valid, values[:rows, :cols], 0.0).reshape(blocks).sum(axis=(1, 3))
+    keep = share > 0.5
+    image = np.where(keep, total / np.maximum(share * down * down, 1e-9), 0.0)
+    image = np.where(keep, image - image[keep].mean() if keep.any() else 0.0, 0.0)
+    return image / (np.sqrt((image**2).sum()) or 1.0)
+
+
+def coarse_scores(signatures: list[Signature]) -> tuple[np.ndarray, float]:
+    """Score of every pair: the largest correlation of their :func:`coarse_image` over
+    rotations (every :data:`COARSE_STEP_DEG`) and translations (FFT); and the measured
+    seconds per candidate (one candidate against a query whose rotations are made once)."""
+    images = [coarse_image(s) for s in signatures]
+    size = sfft.next_fast_len(2 * max(max(x.shape) for x in images))
+    angles = np.arange(0.0, 360.0, COARSE_STEP_DEG)
+    plain = [sfft.rfft2(x, (size, size)) for x in images]
+    turned = [
+        np.stack(
+            [sfft.rfft2(ndimage.rotate(x, a, reshape=True, order=1), (size, size)) for a in angles]
+        )
+        for x in images
+    ]
+    n = len(images)
+    scores = np.full((n, n), -np.inf)
+    started = time.perf_counter()
+    for i in range(n):
+        for j in range(i + 1, n):
+            corr = sfft.irfft2(np.conj(plain[i])[None] * turned[j], (size, size))
+            scores[i, j] = scores[j, i] = corr.max()
+    per_pair = (time.perf_counter() - started) / max(n * (n - 1) / 2, 1)
+    return scores, per_pair
 
 
 # ------------------------------------------------------------------------------ recall
 
 
-def recall(labels: list, sources: list, vectors: np.ndarray) -> dict:
-    """Rank and z-margin of every true match (ordered pairs) among all other candidates."""
-    scores = np.stack([prefilter.similarity(v, vectors) for v in vectors])
+def listed(labels: list, sources: list, matrix: np.ndarray) -> set[tuple[int, int]]:
+    """True matches (ordered pairs) an exhaustive search of BIG candidates would list.
+
+    A true match's expected rank among BIG candidates is 1 + BIG x the share of the set's
+    non-match comparison scores (all queries pooled) at or above its score; listed: within
+    the search's default list of :data:`TOP`.
+    """
     n = len(labels)
-    ranks, z_true, z_pool, sizes = [], [], [], []
+    pool, mates = [], []
+    for i in range(n):
+        for j in range(n):
+            if sources[i] == sources[j] or not np.isfinite(matrix[i, j]):
+                continue
+            (mates if labels[i] == labels[j] else pool).append((i, j))
+    scores = np.sort([matrix[i, j] for i, j in pool])
+    out = set()
+    for i, j in mates:
+        above = scores.size - np.searchsorted(scores, matrix[i, j], side="left")
+        if 1 + BIG * above / max(scores.size, 1) <= TOP:
+            out.add((i, j))
+    return out
+
+
+def recall(labels: list, sources: list, vectors: np.ndarray, found: set | None = None) -> dict:
+    """Rank and z-margin of every true match (ordered pairs) among all other candidates.
+
+    ``found``: the true matches the exhaustive search lists (:func:`listed`); how many of
+    them the default shortlist at BIG candidates would drop is counted.
+    """
+    scores = np.stack([prefilter.similarity(v, vectors) for v in vectors])
+    return recall_scores(labels, sources, scores, found)
+
+
+def recall_scores(labels: list, sources: list, scores: np.ndarray, found: set | None) -> dict:
+    """:func:`recall` from a score matrix (row: query, column: candidate)."""
+    n = len(labels)
+    ranks, z_true, z_pool, sizes, pairs = [], [], [], [], []
     for i in range(n):
         candidate = np.array([sources[j] != sources[i] for j in range(n)])
         mate = np.array([labels[j] == labels[i] for j in range(n)])
@@ -148,12 +278,17 @@ def recall(labels: list, sources: list, vectors: np.ndarray) -> dict:
         for j in np.flatnonzero(candidate & mate):
             ranks.append(int((row[candidate] >= row[j]).sum()))  # ties count against
             z_true.append((row[j] - mean) / spread)
+            pairs.append((i, j))
         z_pool += ((row[non] - mean) / spread).tolist()
     ranks_a, z_true_a, pool = np.array(ranks), np.array(z_true), np.sort(z_pool)
     exceed = (pool.size - np.searchsorted(pool, z_true_a, side="left")) / pool.size
     expected = 1 + BIG * exceed
     normal = 1 + BIG * special.ndtr(-z_true_a)
+    held = [e for p, e in zip(pairs, expected, strict=True) if found is not None and p in found]
     return {
+        "listed": None if found is None else len(held),
+        "listed_dropped": sum(e > K_DEFAULT for e in held),
+        "listed_worst": float(max(held, default=0.0)),
         "matches": len(ranks),
         "candidates": int(np.median(sizes)),
         "rank_median": float(np.median(ranks_a)),
@@ -169,11 +304,18 @@ def recall(labels: list, sources: list, vectors: np.ndarray) -> dict:
 
 
 def print_recall(name: str, variant: str, fig: dict, table: list) -> None:
+    found = ""
+    if fig["listed"] is not None:
+        found = (
+            f" | exhaustive lists {fig['listed']} of {fig['matches']}; K = {K_DEFAULT} drops"
+            f" {fig['listed_dropped']} of them (worst at {fig['listed_worst']:.0f})"
+        )
     print(
-        f"  {name:<28} {variant:<9} ranks med {fig['rank_median']:4.0f} max {fig['rank_max']:3d}"
+        f"  {name:<28} {variant:<10} ranks med {fig['rank_median']:4.0f} max {fig['rank_max']:3d}"
         f" of {fig['candidates']:3d} | z true min {fig['z_min']:5.2f} med {fig['z_median']:5.2f};"
         f" non-match p99.9 {fig['non_p999']:4.2f} max {fig['non_max']:4.2f} | N = {BIG}: worst"
-        f" true match expected at {fig['big_max']:.0f} (normal tail {fig['big_normal_max']:.0f})",
+        f" true match expected at {fig['big_max']:.0f} (normal tail {fig['big_normal_max']:.0f})"
+        + found,
         flush=True,
     )
     table.append(
@@ -186,6 +328,10 @@ def print_recall(name: str, variant: str, fig: dict, table: list) -> None:
             f"{fig['z_min']:.2f} / {fig['z_median']:.2f}",
             f"{fig['non_p999']:.2f}",
             f"{fig['big_max']:.0f}",
+            "-" if fig["listed"] is None else f"{fig['listed']}",
+            "-"
+            if fig["listed"] is None
+            else f"{fig['listed_dropped']} ({fig['listed_worst']:.0f})",
         ]
     )
 
@@ -215,38 +361,22 @@ def region_vectors(
     return [labels[i] for i in keep], [sources[i] for i in keep], vectors, chosen
 
 
-def same_scan(
-    per_model: list[np.ndarray], vec3: np.ndarray, labels: list, names: list[str]
-) -> None:
-    """Why the stored vectors fail in 2D: one scan's renderings against each other and
-    against its own 3D signature, beside the non-match level."""
+def same_scan(vectors: dict[str, np.ndarray], labels: list) -> list[tuple[str, float, float]]:
+    """Is a variant lighting invariant? One scan's vectors under two lights (or a light and
+    the 3D scan) scored against each other, as z against that query's non-matches (scans of
+    other firearms) under the second light: (light pair, median z, min z) over the scans."""
     n = len(labels)
-    lines = []
-    pairs = [(a, b) for a in range(len(per_model)) for b in range(a + 1, len(per_model))]
-    for a, b in pairs:
-        same = [prefilter.similarity(per_model[a][i], per_model[b][i : i + 1])[0] for i in range(n)]
-        lines.append(f"{names[a]} vs {names[b]}: {np.median(same):.3f}")
-    for a, vec in enumerate(per_model):
-        same = [prefilter.similarity(vec3[i], vec[i : i + 1])[0] for i in range(n)]
-        lines.append(f"3D vs {names[a]}: {np.median(same):.3f}")
-    non = [
-        prefilter.similarity(vec[i], vec[[j for j in range(n) if labels[j] != labels[i]]])
-        for vec in per_model
-        for i in range(n)
-    ]
-    non_all = np.concatenate(non)
-    mates3 = [
-        prefilter.similarity(
-            vec3[i], vec3[[j for j in range(n) if j != i and labels[j] == labels[i]]]
-        )
-        for i in range(n)
-    ]
-    print(
-        "  same scan, stored vectors, median similarity: "
-        + "; ".join(lines)
-        + f" | 2D non-matches median {np.median(non_all):.3f}, p99 {np.quantile(non_all, 0.99):.3f}"
-        f" | 3D mates (other casing, same firearm) median {np.median(np.concatenate(mates3)):.3f}"
-    )
+    names = list(vectors)
+    cells = []
+    for a, name_a in enumerate(names):
+        for name_b in names[a + 1 :]:
+            z = []
+            for i in range(n):
+                row = prefilter.similarity(vectors[name_a][i], vectors[name_b])
+                non = np.array([labels[j] != labels[i] for j in range(n)])
+                z.append((row[i] - row[non].mean()) / max(row[non].std(), 1e-12))
+            cells.append((f"{name_a} / {name_b}", float(np.median(z)), float(np.min(z))))
+    return cells
 
 
 # ----------------------------------------------------------------------- firing pin 2D
@@ -291,18 +421,38 @@ def figures(labels: list, matrix: np.ndarray) -> dict:
 # ------------------------------------------------------------------------------- timing
 
 
-def time_search(sigs2d: list[dict], exceed: float) -> list[list]:
-    """Measured comparison and prefilter times; extrapolated 2D search latency."""
-    both = [s for s in sigs2d if "firing_pin" in s][:6]
-    jobs = []
-    for a, b in zip(both[::2], both[1::2], strict=False):
-        for region in ("breech_face", "firing_pin"):
-            jobs.append((a[region], b[region], None))
+def _per_exhibit(sigs: list[dict]) -> tuple[float, dict[str, float], str]:
+    """Seconds per exhibit compared (breech face + firing pin, two comparisons at a time),
+    milliseconds per comparison of each region run alone (one thread), signature sizes."""
+    both = [s for s in sigs if "firing_pin" in s][:6]
+    pairs = list(zip(both[::2], both[1::2], strict=False))
+    jobs = [(a[region], b[region], None) for a, b in pairs for region in REGIONS]
     compare_many(jobs[:2])  # compile
     started = time.perf_counter()
     compare_many(jobs)
-    per_exhibit = (time.perf_counter() - started) / (len(jobs) / 2)
-    vector = prefilter.features(both[0]["breech_face"])
+    per_exhibit = (time.perf_counter() - started) / len(pairs)
+    alone = {}
+    for region in REGIONS:
+        started = time.perf_counter()
+        compare_many([(a[region], b[region], None) for a, b in pairs], threads=1)
+        alone[region] = 1e3 * (time.perf_counter() - started) / len(pairs)
+    shapes = {r: np.median([s[r].surface.shape for s in both], axis=0) for r in REGIONS}
+    valid = {r: np.median([np.isfinite(s[r].surface).mean() for s in both]) for r in REGIONS}
+    sizes = ", ".join(
+        f"{r} {shapes[r][0]:.0f} x {shapes[r][1]:.0f} px ({valid[r]:.0%} valid)" for r in REGIONS
+    )
+    return per_exhibit, alone, sizes
+
+
+def time_search(sigs2d: list[dict], sigs3d: list[dict], ranks: dict[str, float]) -> list[list]:
+    """Measured comparison and prefilter times; extrapolated 2D search latency.
+
+    ``ranks``: label -> the expected rank at BIG of the worst true match a shortlist must
+    hold (part 1); the K it needs at n is scaled from BIG.
+    """
+    per_exhibit, alone2, sizes2 = _per_exhibit(sigs2d)
+    per_3d, alone3, sizes3 = _per_exhibit(sigs3d)
+    vector = prefilter.features(sigs2d[0]["breech_face"])
     stage = {}
     for n in (1_000, 10_000):
         table = np.tile(vector, (n, 1))
@@ -315,30 +465,36 @@ def time_search(sigs2d: list[dict], exceed: float) -> list[list]:
     print(
         f"\n2D search time (load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; 2 cores):"
         f" one 2D exhibit compared (breech face + firing pin, two comparisons at a time)"
-        f" {per_exhibit:.3f} s measured; prefilter stage (score + sort, both regions, vectors"
-        f" in memory) {stage[1_000]:.3f} s at 10^3, {stage[10_000]:.3f} s at 10^4 measured"
+        f" {per_exhibit:.3f} s measured, one 3D exhibit {per_3d:.3f} s in the same run (2D /"
+        f" 3D {per_exhibit / per_3d:.2f}); one comparison at a time 2D breech face"
+        f" {alone2['breech_face']:.0f} ms, firing pin {alone2['firing_pin']:.0f} ms; 3D"
+        f" {alone3['breech_face']:.0f} ms, {alone3['firing_pin']:.0f} ms; signatures 2D"
+        f" {sizes2}; 3D {sizes3}; prefilter stage (score + sort, both regions, vectors in"
+        f" memory) {stage[1_000]:.3f} s at 10^3, {stage[10_000]:.3f} s at 10^4 measured"
     )
     rows = []
     for n in (1_000, 10_000):
         exhaustive = stage[n] + n * per_exhibit
         k_default = max(10, int(np.ceil(0.001 * n)))
         default = stage[n] + 2 * k_default * per_exhibit
-        k_all = int(np.ceil(1 + n * exceed))
-        k_all = min(n, max(k_all, k_default))
-        holding = stage[n] + 2 * k_all * per_exhibit
+        holding = []
+        for label, rank in ranks.items():
+            k = min(n, max(k_default, int(np.ceil(rank * n / BIG))))
+            holding.append(f"{label} {k}: {stage[n] + 2 * k * per_exhibit:.0f}")
         print(
             f"  n = {n}: exhaustive {exhaustive:.0f} s (extrapolated: prefilter + n x"
             f" {per_exhibit:.3f} s); shortlist K = {k_default} per region {default:.1f} s;"
-            f" the K that holds every measured 2D true match ({k_all}) {holding:.0f} s"
+            f" the K that holds {'; '.join(holding)} s"
         )
         rows.append(
             [
                 n,
                 f"{per_exhibit:.3f}",
+                f"{per_3d:.3f}",
                 f"{stage[n]:.2f}",
                 f"{exhaustive:.0f}",
                 f"{k_default}: {default:.1f}",
-                f"{k_all}: {holding:.0f}",
+                "; ".join(holding),
                 f"{load[0]:.1f}",
             ]
         )
@@ -362,6 +518,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-fadul", action="store_true")
     parser.add_argument("--skip-time", action="store_true")
     parser.add_argument("--skip-firing-pin", action="store_true")
+    parser.add_argument(
+        "--skip-exhaustive",
+        action="store_true",
+        help="do not compare every 2D pair (the reference of what a shortlist must keep)",
+    )
     parser.add_argument("--name", default="2d_search", help="stem of the recorded tables")
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
@@ -371,46 +532,123 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine()}; 2D method {args.illumination}; load {os.getloadavg()[0]:.1f}")
 
     table: list[list] = []
-    worst = 0.0  # share of pooled non-matches above the worst 2D true match
-    print("\n1. Prefilter recall (ranks among all candidates; z against each query's non-matches)")
+    worst = 0.0  # share of pooled non-matches above the worst 2D true match (stored vectors)
+    worst_listed = 0.0  # expected rank of the worst true match the exhaustive search lists
     synthetic = synthetic_set(args.illumination)
+    matrices: dict[tuple[str, str], np.ndarray] = {}
+    coarse_cost: list[float] = []  # seconds per candidate of the coarse correlation
+
+    def matrix_of(modality: str, region: str) -> np.ndarray:
+        """Comparison scores of every pair of the synthetic set (NaN: region missing)."""
+        if (modality, region) not in matrices:
+            sigs = synthetic[modality][2]
+            matrices[modality, region] = pair_scores([s.get(region) for s in sigs])
+        return matrices[modality, region]
+
+    print(
+        "\n1. Prefilter recall (ranks among all candidates; z against each query's"
+        " non-matches); beside it, the true matches the exhaustive comparison lists in its top"
+        f" {TOP} at N = {BIG} and how many of those the default shortlist (K = {K_DEFAULT})"
+        " would drop"
+    )
     for modality in ("3d", "2d"):
         labels, sources, sigs = synthetic[modality]
         for region in ("breech_face", "firing_pin"):
+            keep = [i for i, s in enumerate(sigs) if region in s]
+            found = None
+            if modality == "2d" and not args.skip_exhaustive:
+                sub = matrix_of(modality, region)[np.ix_(keep, keep)]
+                found = listed([labels[i] for i in keep], [sources[i] for i in keep], sub)
             for variant in variants if modality == "2d" else ["stored"]:
                 lab, src, vec, _ = region_vectors(labels, sources, sigs, region, FEATURES[variant])
-                fig = recall(lab, src, vec)
+                fig = recall(lab, src, vec, found)
                 print_recall(f"synthetic {modality} {region}", variant, fig, table)
                 if modality == "2d" and variant == "stored":
                     worst = max(worst, fig["exceed_max"])
+                    worst_listed = max(worst_listed, fig["listed_worst"])
+            if modality == "2d" and args.variants:
+                scores, cost = coarse_scores([sigs[i][region] for i in keep])
+                coarse_cost.append(cost)
+                fig = recall_scores(
+                    [labels[i] for i in keep], [sources[i] for i in keep], scores, found
+                )
+                print_recall(f"synthetic {modality} {region}", "coarse", fig, table)
+    lighting_rows: list[list] = []
+    lighting_columns: list[str] = []
     if not args.skip_fadul and FADUL_DIR.exists():
         names, labels, casings = fadul_casings()
         sigs3 = [extract(c).breech_face for c in casings]
         vec3 = np.stack([prefilter.features(s) for s in sigs3])
         print_recall("Fadul 3d breech_face", "stored", recall(labels, names, vec3), table)
-        pooled: dict[str, list] = {v: [] for v in variants}
-        pooled_labels, pooled_sources = [], []
+        shots: dict[str, list[Signature]] = {}
         for model_index, model in enumerate(LIGHTING_MODELS):
             if model not in models:
                 continue
-            sigs2 = []
+            shots[model] = []
             for i, casing in enumerate(casings):
                 shot, _ = rendered(casing, model, (args.seed, model_index, i))
-                sigs2.append(extract(shot, illumination=args.illumination).breech_face)
-            pooled_labels += labels
-            pooled_sources += names
+                shots[model].append(extract(shot, illumination=args.illumination).breech_face)
+        everything = [s for model in shots for s in shots[model]]
+        pooled_labels = labels * len(shots)
+        pooled_sources = names * len(shots)
+        big_matrix = None if args.skip_exhaustive else pair_scores(list(everything))
+        n = len(labels)
+        for m, model in enumerate(list(shots) + (["pooled lights"] if len(shots) > 1 else [])):
+            if model == "pooled lights":
+                lab, src, rows = pooled_labels, pooled_sources, slice(None)
+                title = "Fadul 2d pooled lights"
+            else:
+                lab, src, rows = labels, names, slice(m * n, (m + 1) * n)
+                title = f"Fadul 2d {model} breech_face"
+            chosen = everything[rows]
+            found = None if big_matrix is None else listed(lab, src, big_matrix[rows, rows])
             for variant in variants:
-                vec = np.stack([FEATURES[variant](s.surface, s.pixel_size_um) for s in sigs2])
-                pooled[variant].append(vec)
-                fig = recall(labels, names, vec)
-                print_recall(f"Fadul 2d {model} breech_face", variant, fig, table)
+                vec = np.stack([FEATURES[variant](s.surface, s.pixel_size_um) for s in chosen])
+                fig = recall(lab, src, vec, found)
+                print_recall(title, variant, fig, table)
                 if variant == "stored":
                     worst = max(worst, fig["exceed_max"])
-        if len(pooled[variants[0]]) > 1:
+                    worst_listed = max(worst_listed, fig["listed_worst"])
+            if args.variants:
+                scores, cost = coarse_scores(chosen)
+                coarse_cost.append(cost)
+                print_recall(title, "coarse", recall_scores(lab, src, scores, found), table)
+        if len(shots) > 1:
+            print("\n  Lighting invariance: one scan under two lights (and its 3D scan)")
             for variant in variants:
-                fig = recall(pooled_labels, pooled_sources, np.concatenate(pooled[variant]))
-                print_recall("Fadul 2d pooled lights", variant, fig, table)
-            same_scan(pooled["stored"], vec3, labels, [m for m in LIGHTING_MODELS if m in models])
+                vectors = {
+                    model: np.stack([FEATURES[variant](s.surface, s.pixel_size_um) for s in shot])
+                    for model, shot in shots.items()
+                }
+                vectors["3d"] = np.stack(
+                    [FEATURES[variant](s.surface, s.pixel_size_um) for s in sigs3]
+                )
+                cells = same_scan(vectors, labels)
+                print(
+                    f"  same scan, {variant:<10} z median / min: "
+                    + "; ".join(f"{k} {med:.1f} / {low:.1f}" for k, med, low in cells),
+                    flush=True,
+                )
+                lighting_columns = ["features"] + [k for k, _, _ in cells]
+                lighting_rows.append(
+                    [variant] + [f"{med:.1f} / {low:.1f}" for _, med, low in cells]
+                )
+    if coarse_cost:
+        print(
+            f"  coarse correlation: {1e3 * np.median(coarse_cost):.1f} ms per candidate measured"
+            f" ({len(coarse_cost)} sets, median; load {os.getloadavg()[0]:.1f}), so"
+            f" {BIG * np.median(coarse_cost):.0f} s over {BIG} candidates on one core",
+            flush=True,
+        )
+    listed_note = (
+        ""
+        if args.skip_exhaustive
+        else f" 'listed by the exhaustive search': true matches whose comparison score an "
+        f"exhaustive search of {BIG} candidates would put in its top {TOP} (1 + {BIG} x the "
+        "share of the set's non-match comparison scores at or above it); 'dropped': of those, "
+        f"the ones whose expected prefilter rank at {BIG} is beyond the default shortlist "
+        f"(K = {K_DEFAULT} per region), with the worst expected prefilter rank among them."
+    )
     record(
         f"{args.name}_prefilter",
         "2D prefilter: rank of every true match among all candidates (3D beside it)",
@@ -423,14 +661,32 @@ def main(argv: list[str] | None = None) -> int:
             "true-match z min / median",
             "non-match z p99.9",
             "worst true match, expected rank at N = 10^4",
+            "listed by the exhaustive search at 10^4",
+            "of those dropped by K = 10 (worst expected rank)",
         ],
         table,
         f"2D method {args.illumination}. 'stored': the vectors a store holds for every "
-        "signature (ribin.prefilter.features); 'ringnorm' and 'energy': 2D variants tried "
-        "(bench_2d_search.py). Fadul 2d: the 19 scans rendered per lighting model, lighting "
-        "varied per shot; 'pooled lights': a query under one light, candidates under all. "
-        "Renderings of the query's own scan are never candidates (same source).",
+        "signature (ribin.prefilter.features); the others: 2D variants tried "
+        "(bench_2d_search.py; docs/method.md, '2D prefilter'). Fadul 2d: the 19 scans "
+        "rendered per lighting model, lighting varied per shot; 'pooled lights': a query "
+        "under one light, candidates under all. Renderings of the query's own scan are never "
+        "candidates (same source). 'coarse': not a stored vector but a cheap partial "
+        f"comparison (signatures at {COARSE_UM:.0f} um, correlation over rotations and "
+        "translations), measured as a second stage would use it." + listed_note,
     )
+    if lighting_rows:
+        record(
+            f"{args.name}_lighting",
+            "2D prefilter variants: one Fadul scan under two lights (z against non-matches)",
+            lighting_columns,
+            lighting_rows,
+            "Each of the 19 Fadul scans: its vector under one light (or measured in 3D, same "
+            "features of the 3D signature) scored against its own vector under the other and "
+            "against the other firearms' scans under the other, as z against those non-matches; "
+            "median / min over the 19 scans. A lighting-invariant fingerprint scores high here; "
+            "one that also keeps true matches scores high on different casings of one firearm "
+            f"(table '2D prefilter'). 2D method {args.illumination}.",
+        )
 
     fp_rows = []
     if not args.skip_firing_pin:
@@ -438,8 +694,8 @@ def main(argv: list[str] | None = None) -> int:
     for modality in () if args.skip_firing_pin else ("3d", "2d"):
         labels, _, sigs = synthetic[modality]
         found = sum("firing_pin" in s for s in sigs)
-        bf = pair_scores([s["breech_face"] for s in sigs])
-        fp = pair_scores([s.get("firing_pin") for s in sigs])
+        bf = matrix_of(modality, "breech_face")
+        fp = matrix_of(modality, "firing_pin")
         both = bf + np.nan_to_num(fp, nan=0.0)  # the search's combined score (sum of regions)
         for name, matrix in (("firing pin", fp), ("breech face", bf), ("BF + FP", both)):
             fig = figures(labels, matrix)
@@ -484,23 +740,30 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     if not args.skip_time:
-        rows = time_search(synthetic["2d"][2], worst)
+        ranks = {"every measured 2D true match": 1 + BIG * worst}
+        if not args.skip_exhaustive:
+            ranks["every 2D true match the exhaustive search lists"] = worst_listed
+        rows = time_search(synthetic["2d"][2], synthetic["3d"][2], ranks)
         record(
             f"{args.name}_time",
             "2D search latency (per query, 2 cores shared)",
             [
                 "stored 2D exhibits",
-                "s per exhibit compared (BF + FP), measured",
+                "s per 2D exhibit compared (BF + FP), measured",
+                "s per 3D exhibit, same run",
                 "prefilter stage s, measured",
                 "exhaustive s, extrapolated",
                 "default shortlist K: s",
-                "K holding every measured 2D true match: s",
+                "K holding ...: s, extrapolated",
                 "load average",
             ],
             rows,
             "Exhaustive = prefilter + n x per-exhibit time; shortlisted = prefilter + 2K x "
             "per-exhibit time (the union of the regions' shortlists). K holding every true "
-            "match: the worst expected rank at that n from part 1 (pooled non-match tail).",
+            "match: the worst expected rank at that n of the stored vectors from part 1 "
+            "(pooled non-match tail); of every true match the exhaustive search lists: the "
+            "same over the true matches it would put in its top 20 at 10^4. Per-exhibit "
+            "times: synthetic casings, two comparisons at a time, 2D and 3D in one run.",
         )
     return 0
 

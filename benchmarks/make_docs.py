@@ -75,6 +75,7 @@ ORDER = [
     "2d_synthetic_integrate",
     "2d_synthetic_half",
     "2d_search_prefilter",
+    "2d_search_lighting",
     "2d_search_firing_pin",
     "2d_search_time",
     "extraction",

@@ -91,20 +91,23 @@ _WEIGHTS = np.where(np.arange(1, N_COEFFS + 1) < LOW_CUT, LOW_WEIGHT, 1.0)
 
 @lru_cache(maxsize=4)  # ~10 MB each at 12.5 um, ~30 MB at 6.25 um
 def _polar_bins(
-    shape: tuple[int, int], pixel_size_um: float
+    shape: tuple[int, int], pixel_size_um: float, band_um: tuple[float, float] | None = None
 ) -> tuple[sparse.csr_matrix, np.ndarray]:
     """Bilinear splat of the rfft2 samples of `shape` onto the polar grid.
 
-    Returns the (N_RINGS * N_ANGLES, samples) matrix that sums weighted power into polar
-    cells, and the total weight of each cell (reshaped to (N_RINGS, N_ANGLES)).
+    ``band_um``: (longest, shortest) wavelength of the rings in um; None: (:data:`LONG_UM`,
+    :data:`SHORT_UM`). Returns the (N_RINGS * N_ANGLES, samples) matrix that sums weighted
+    power into polar cells, and the total weight of each cell (reshaped to (N_RINGS,
+    N_ANGLES)).
     """
+    long_um, short_um = (LONG_UM, SHORT_UM) if band_um is None else band_um
     rows, cols = shape
     fy = sfft.fftfreq(rows, d=pixel_size_um)[:, None]
     fx = sfft.rfftfreq(cols, d=pixel_size_um)[None, :]
     radius = np.hypot(fy, fx)
     angle = np.mod(np.arctan2(fy, fx), np.pi)
-    f_high = min(1.0 / SHORT_UM, MAX_CYCLES_PER_PX / pixel_size_um)
-    f_low = min(1.0 / LONG_UM, 0.5 * f_high)
+    f_high = min(1.0 / short_um, MAX_CYCLES_PER_PX / pixel_size_um)
+    f_low = min(1.0 / long_um, 0.5 * f_high)
     # the zero frequency falls far below the first ring
     t = (np.log(np.maximum(radius, 1e-3 * f_low)) - np.log(f_low)) / np.log(f_high / f_low)
     ring = t * N_RINGS - 0.5
@@ -138,8 +141,14 @@ def _polar_bins(
     return matrix, counts
 
 
-def _polar_map(surface: np.ndarray, pixel_size_um: float) -> np.ndarray:
-    """Per-ring standardised log power on the polar grid, shape (N_RINGS, N_ANGLES)."""
+def _polar_map(
+    surface: np.ndarray, pixel_size_um: float, band_um: tuple[float, float] | None = None
+) -> np.ndarray:
+    """Per-ring standardised log power on the polar grid, shape (N_RINGS, N_ANGLES).
+
+    ``band_um``: the rings' (longest, shortest) wavelength, um (None: the features' band;
+    other bands serve ``benchmarks/bench_2d_search.py``'s variants).
+    """
     out = np.zeros((N_RINGS, N_ANGLES))
     valid = np.isfinite(surface)
     if valid.sum() < 4 or min(surface.shape) < 2:
@@ -150,7 +159,7 @@ def _polar_map(surface: np.ndarray, pixel_size_um: float) -> np.ndarray:
         filled *= 0.5 - 0.5 * np.cos(np.pi * np.minimum(depth / TAPER_PX, 1.0))
     shape = tuple(sfft.next_fast_len(int(np.ceil(PAD * n))) for n in surface.shape)
     power = np.abs(sfft.rfft2(filled, shape)) ** 2
-    matrix, counts = _polar_bins(shape, float(pixel_size_um))
+    matrix, counts = _polar_bins(shape, float(pixel_size_um), band_um)
     sums = (matrix @ power.ravel()).reshape(N_RINGS, N_ANGLES)
     scale = sums.sum() / max(counts.sum(), 1e-300)
     if not scale > 0:

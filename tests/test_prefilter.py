@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
+from ribin import prefilter
 from ribin.exhibit import Signature
 from ribin.prefilter import (
     FEATURE_LENGTH,
@@ -148,3 +149,23 @@ def test_any_surface_gives_finite_fixed_length_features(surface: np.ndarray) -> 
     assert np.isfinite(vector).all()
     score = similarity(vector, np.stack([vector, np.zeros_like(vector)]))
     assert np.isfinite(score).all() and score[1] == 0.0
+
+
+def test_polar_map_band_chooses_the_wavelengths_its_rings_see() -> None:
+    """The rings span the band asked for: stripes of 400 um put the peak of several rings at
+    their angle in the features' band (600-30 um) and of none in a 160-27 um band (the
+    ``band`` variant of benchmarks/bench_2d_search.py); the default band is the features'."""
+    rng = np.random.default_rng(3)
+    pixel = 12.5
+    y, x = (np.mgrid[0:160, 0:160] - 79.5) * pixel
+    envelope = np.exp(-(x**2 + y**2) / (2 * 350.0**2))  # no leakage from a hard edge
+    surface = envelope * np.sin(2 * np.pi * x / 400.0) + 0.1 * rng.standard_normal(x.shape)
+    default = prefilter._polar_map(surface, pixel)
+    assert np.array_equal(
+        default, prefilter._polar_map(surface, pixel, (prefilter.LONG_UM, prefilter.SHORT_UM))
+    )
+    narrow = prefilter._polar_map(surface, pixel, (160.0, 27.0))
+    # stripes across x put their power at angle 0 (slots 0 and N_ANGLES - 1 straddle it)
+    at_zero = [0, 1, prefilter.N_ANGLES - 2, prefilter.N_ANGLES - 1]
+    assert np.isin(default.argmax(axis=1), at_zero).sum() >= 4
+    assert np.isin(narrow.argmax(axis=1), at_zero).sum() <= 1
