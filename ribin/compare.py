@@ -1206,7 +1206,7 @@ def _coarse_search(
     The sweep visits every ``coarse_angle_stride``-th rotation of ``angles``: a matching
     pair's count changes little over one sweep step, so its best rotation is found from
     its neighbours, and :func:`_refine` carries the coarse translations over to the
-    rotations skipped.
+    rotations skipped. ``rotated``: the target's kept rotated copies (:class:`_Rotated`).
     """
     visited = np.asarray(angles[:: max(1, params.coarse_angle_stride)], dtype=float)
     memo = _Memo(templates={} if templates is None else templates, rotated=rotated)
