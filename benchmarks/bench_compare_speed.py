@@ -14,8 +14,10 @@ cores, each single-threaded (throughput, the way a search runs them). First-call
 time is measured in fresh processes with an empty and with a warm Numba cache. Last, each
 of ``--queries`` signatures is compared with every other one as a search runs them
 (``compare_many``), with the comparison's per-surface cache (the query's grids, cell
-spectra and rotation profile made once) and without it. The load average is printed and
-recorded at the start and the end (the ratios are measured in the same run).
+spectra, rotation profile and rotated copies made once) and without it. The pair rows run
+with that cache off, so that repeating a pair measures the comparison, not the cache. The
+load average is printed and recorded at the start and the end (the ratios are measured in
+the same run).
 
     python benchmarks/bench_compare_speed.py [--repeats 3] [--pairs 4] [--sets default,scan]
         [--queries 3] [--no-compile]
@@ -24,6 +26,7 @@ recorded at the start and the end (the ratios are measured in the same run).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import subprocess
@@ -93,6 +96,24 @@ def opencv_compare(a, b, params: CMCParams) -> int:
     return min(fwd.count, bwd.count)
 
 
+@contextlib.contextmanager
+def no_surface_cache():
+    """RIBIN's per-surface cache off (:class:`ribin.compare._PartsCache` of size 0): every
+    comparison makes both surfaces' grids, spectra and rotated copies, as the baseline does.
+    The pair rows repeat each pair, which the cache would otherwise answer from memory;
+    what it saves a search is measured apart (:func:`query_rates`)."""
+    import ribin.compare as cmp
+
+    size = cmp._PARTS.size
+    cmp._PARTS.size = 0
+    cmp._PARTS.clear()
+    try:
+        yield
+    finally:
+        cmp._PARTS.size = size
+        cmp._PARTS.clear()
+
+
 def concurrent_rates(sigs, chosen, params: CMCParams, repeats: int, threads: int):
     """Throughput (comparisons/s) of both methods running ``threads`` comparisons at once.
 
@@ -106,9 +127,10 @@ def concurrent_rates(sigs, chosen, params: CMCParams, repeats: int, threads: int
     n_cv = cv2.getNumThreads()
     ours, base = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
-        compare_many(pairs, threads=threads)
-        ours.append(len(pairs) / (time.perf_counter() - t))
+        with no_surface_cache():
+            t = time.perf_counter()
+            compare_many(pairs, threads=threads)
+            ours.append(len(pairs) / (time.perf_counter() - t))
         cv2.setNumThreads(1)
         try:
             with ThreadPoolExecutor(threads) as ex:
@@ -228,10 +250,11 @@ def main(argv: list[str] | None = None) -> int:
             # Each method runs the pair several times in a row (the first run after the other
             # method's may wait on its threads), then the other; medians of each.
             t_ours, t_base = [], []
-            for _ in range(args.repeats):
-                t = time.perf_counter()
-                c_ours = compare(sigs[i], sigs[j], params).cmc_count
-                t_ours.append(time.perf_counter() - t)
+            with no_surface_cache():
+                for _ in range(args.repeats):
+                    t = time.perf_counter()
+                    c_ours = compare(sigs[i], sigs[j], params).cmc_count
+                    t_ours.append(time.perf_counter() - t)
             for _ in range(args.repeats):
                 t = time.perf_counter()
                 c_base = opencv_compare(sigs[i], sigs[j], params)
