@@ -701,19 +701,28 @@ class _Memo:
 
 
 class _Rotated:
-    """Whole rotated copies of one surface, by rotation and output grid, up to a budget.
+    """Whole rotated copies of one surface, by rotation, up to a budget.
 
-    A search compares its query with every candidate, and the candidates' grids mostly
-    share one shape: the query, rotated onto such a grid at a rotation of the sweep's
-    step, is then the same image for every candidate, and is interpolated once. Only
-    surfaces compared more than once keep them (:class:`_PartsCache`). Thread-safe.
+    A search compares its query with every candidate, each at rotations on the sweep's
+    step: the query, rotated at such a rotation, is then interpolated once, not once per
+    candidate. The copies are made on a canvas ``margin`` pixels wider than the surface on
+    each side and centred like it; the grid of a reference of another size (up to the
+    canvas, of the same parity, so that the centres differ by whole pixels) is a window of
+    it, bit for bit what rotating onto that grid gives. Only surfaces compared more than
+    once keep copies (:class:`_PartsCache`). Thread-safe.
     """
 
-    def __init__(self, budget_bytes: int) -> None:
+    def __init__(self, shape: tuple[int, int], budget_bytes: int, margin: int = 0) -> None:
+        self.base = (shape[0] + 2 * margin, shape[1] + 2 * margin)
         self.budget = budget_bytes
         self.images: dict = {}
         self.nbytes = 0
         self._lock = threading.Lock()
+
+    def canvas(self, grid: tuple[int, int]) -> tuple[int, int] | None:
+        """The canvas a grid of this shape is a window of, or None when it does not fit."""
+        out = tuple(b + (b - g) % 2 for b, g in zip(self.base, grid, strict=True))
+        return out if out[0] >= grid[0] and out[1] >= grid[1] else None
 
     def get(self, key: tuple) -> np.ndarray | None:
         return self.images.get(key)
@@ -726,8 +735,14 @@ class _Rotated:
 
 
 # Bytes of rotated copies one shared surface keeps: every rotation of a 333 x 333 px breech
-# face (120 at full and at half resolution) takes 66 MB; the parts cache holds 8 surfaces.
-_ROTATED_BUDGET = 72 << 20
+# face (120, at full and at half resolution, on canvases a tenth wider) takes 80 MB; the
+# parts cache holds 8 surfaces.
+_ROTATED_BUDGET = 80 << 20
+
+
+def _canvas_margin(shape: tuple[int, int]) -> int:
+    """Margin of a surface's rotated copies: references up to a tenth larger fit."""
+    return max(shape) // 20 + 2
 
 
 @dataclass(frozen=True)
@@ -755,8 +770,10 @@ class _Parts:
     def share(self) -> None:
         """Keep rotated copies from now on (a second comparison needs this surface)."""
         if not self.shared:
+            full, low = self.surface.shape, self.low_image.shape
             self.shared.update(
-                full=_Rotated(_ROTATED_BUDGET * 4 // 5), low=_Rotated(_ROTATED_BUDGET // 5)
+                full=_Rotated(full, _ROTATED_BUDGET * 4 // 5, _canvas_margin(full)),
+                low=_Rotated(low, _ROTATED_BUDGET // 5, _canvas_margin(low)),
             )
 
     @cached_property
@@ -1011,7 +1028,8 @@ def _sweep(
     # Interpolate only the regions' pixels where they cover less than the whole grid (the
     # fine search); the coarse regions overlap, so there rotating the target once is cheaper.
     # A target kept rotated (memo.rotated: a search's query) is taken whole from there.
-    fused = memo.rotated is None and n * rows * cols < grid.shape[0] * grid.shape[1]
+    kept = memo.rotated is not None and memo.rotated.canvas(grid.shape) is not None
+    fused = not kept and n * rows * cols < grid.shape[0] * grid.shape[1]
     centre_in = ((target.shape[0] - 1) / 2.0, (target.shape[1] - 1) / 2.0)
     centre_out = ((grid.shape[0] - 1) / 2.0, (grid.shape[1] - 1) / 2.0)
     # Rotations go through the kernels and FFTs in batches: a call per batch rather than per
@@ -1076,21 +1094,24 @@ def _rotated_targets(
     centre_out: tuple[float, float],
     memo: _Memo,
 ) -> np.ndarray:
-    """``_rotate_stack`` of the target at ``thetas`` (radians of ``angles``), each rotation
-    taken from ``memo.rotated`` when there and kept there when made."""
-    if memo.rotated is None:
+    """``_rotate_stack`` of the target onto a grid of ``shape`` at ``thetas`` (radians of
+    ``angles``): windows of the target's kept rotated copies (``memo.rotated``), made and
+    kept when missing; made directly when none are kept or the grid does not fit."""
+    canvas = None if memo.rotated is None else memo.rotated.canvas(shape)
+    if canvas is None:
         return _rotate_stack(target, thetas, *shape, *centre_in, *centre_out)
-    keys = [(round(float(angle), 6), shape) for angle in angles]
+    keys = [(round(float(angle), 6), canvas) for angle in angles]
     found = [memo.rotated.get(key) for key in keys]
     missing = [i for i, image in enumerate(found) if image is None]
     if missing:
-        made = _rotate_stack(target, thetas[missing], *shape, *centre_in, *centre_out)
+        centre = ((canvas[0] - 1) / 2.0, (canvas[1] - 1) / 2.0)
+        made = _rotate_stack(target, thetas[missing], *canvas, *centre_in, *centre)
         for i, image in zip(missing, made, strict=True):
             found[i] = image
             memo.rotated.put(keys[i], image)
-        if len(missing) == len(keys):
-            return made
-    return np.stack(found)
+    # The grid's centre lies a whole number of pixels from the canvas's (same parity).
+    top, left = (canvas[0] - shape[0]) // 2, (canvas[1] - shape[1]) // 2
+    return np.stack([image[top : top + shape[0], left : left + shape[1]] for image in found])
 
 
 def _angle_diff(a: np.ndarray | float, b: float) -> np.ndarray:

@@ -596,7 +596,7 @@ def test_a_shared_query_is_rotated_once_per_rotation(monkeypatch):
 def test_rotated_copies_stop_at_their_budget():
     import ribin.compare as cmp
 
-    kept = cmp._Rotated(budget_bytes=3 * 400)
+    kept = cmp._Rotated((10, 10), budget_bytes=3 * 400)
     for k in range(5):
         kept.put((k, (10, 10)), np.zeros((10, 10), dtype=np.float32))
     assert len(kept.images) == 3 and kept.nbytes == 1200
