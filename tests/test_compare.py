@@ -560,13 +560,15 @@ def test_parts_are_made_once_per_surface_and_give_the_same_result(monkeypatch):
 
 
 def test_a_shared_query_is_rotated_once_per_rotation(monkeypatch):
-    """From its second comparison on, the query's rotated copies are kept and reused: fewer
-    images are interpolated, and every result is bit for bit that of a fresh comparison."""
+    """From its second comparison on, the query's rotated copies are kept and reused, for
+    candidates of other sizes too (a window of the copy's canvas): fewer images are
+    interpolated, and every result is bit for bit that of a fresh comparison."""
     import ribin.compare as cmp
 
     rng = np.random.default_rng(11)
     query = signature(ring_surface(rng))
-    candidates = [signature(ring_surface(rng)) for _ in range(4)]
+    sizes = (120, 120, 117, 123, 118, 140)  # both parities; 140 is past the canvas
+    candidates = [signature(ring_surface(rng, size)) for size in sizes]
     params = CMCParams(grid=(4, 4))
     fresh = []
     for c in candidates:
@@ -591,6 +593,27 @@ def test_a_shared_query_is_rotated_once_per_rotation(monkeypatch):
         cmp._PARTS.clear()
         [compare(query, c, params) for c in candidates]
     assert shared < sum(rotated)
+
+
+def test_a_window_of_the_rotated_canvas_is_the_rotation_onto_the_grid():
+    """Grids of either parity, smaller or larger than the surface (up to the canvas): the
+    window of a kept copy equals, bit for bit, rotating onto the grid; a grid past the
+    canvas is rotated directly."""
+    import ribin.compare as cmp
+
+    rng = np.random.default_rng(2)
+    target = ring_surface(rng, 101)
+    angles = np.array([-33.0, 0.0, 12.0])
+    thetas = np.radians(angles)
+    centre_in = (50.0, 50.0)
+    memo = cmp._Memo(rotated=cmp._Rotated(target.shape, 1 << 24, margin=7))
+    for shape in ((101, 101), (96, 103), (110, 115), (115, 115), (130, 90)):
+        centre_out = ((shape[0] - 1) / 2.0, (shape[1] - 1) / 2.0)
+        direct = cmp._rotate_stack(target, thetas, *shape, *centre_in, *centre_out)
+        kept = cmp._rotated_targets(target, angles, thetas, shape, centre_in, centre_out, memo)
+        assert_array_equal(kept.view(np.uint32), direct.view(np.uint32))
+    assert memo.rotated.canvas((130, 90)) is None
+    assert {key[1] for key in memo.rotated.images} == {(115, 115), (116, 115)}
 
 
 def test_rotated_copies_stop_at_their_budget():
