@@ -44,18 +44,39 @@ class _Live:
     by_signature_id: dict[tuple[str, str], tuple[str, int]]
     live_rows: dict[str, np.ndarray]  # segment -> bool mask over its exhibit rows
     duplicates: list[str]
-    countries_of: dict[str, list[str]] = field(default_factory=dict)  # exhibit_id -> owners
+    # exhibit_id -> owning countries, made when first asked for (a search names them)
+    _owners: dict[str, list[str]] | None = field(default=None, repr=False)
+
+    @property
+    def countries_of(self) -> dict[str, list[str]]:
+        """Exhibit ID -> the countries holding an exhibit of that ID, in the order added."""
+        if self._owners is None:
+            owners: dict[str, list[str]] = {}
+            for country, exhibit_id in self.by_key:
+                owners.setdefault(exhibit_id, []).append(country)
+            self._owners = owners
+        return self._owners
 
     def add_key(self, key: tuple[str, str], place: tuple[str, int]) -> None:
         self.by_key[key] = place
-        self.countries_of.setdefault(key[1], []).append(key[0])
+        if self._owners is not None:
+            self._owners.setdefault(key[1], []).append(key[0])
+
+    def add_keys(self, keys: list[tuple[str, str]], places: list[tuple[str, int]]) -> None:
+        """:meth:`add_key` for many new keys at once."""
+        if self._owners is not None:
+            for key, place in zip(keys, places, strict=True):
+                self.add_key(key, place)
+        else:
+            self.by_key.update(zip(keys, places, strict=True))
 
     def drop_key(self, key: tuple[str, str]) -> None:
         del self.by_key[key]
-        owners = self.countries_of[key[1]]
-        owners.remove(key[0])
-        if not owners:
-            del self.countries_of[key[1]]
+        if self._owners is not None:
+            owners = self._owners[key[1]]
+            owners.remove(key[0])
+            if not owners:
+                del self._owners[key[1]]
 
 
 class _SegmentsMixin:
@@ -166,8 +187,7 @@ class _SegmentsMixin:
             )
             if not clash:  # the usual case, in bulk
                 live.by_content_id.update(zip(new_content, places, strict=True))
-                for key, place in zip(new_keys, places, strict=True):
-                    live.add_key(key, place)
+                live.add_keys(new_keys, places)
             else:  # a damaged store: keep the first copy, report the others
                 for row, content_key, key in zip(take, new_content, new_keys, strict=True):
                     if content_key in live.by_content_id or key in live.by_key:
