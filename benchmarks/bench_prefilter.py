@@ -17,16 +17,31 @@ synthetic set of ``--batches`` tool batches x ``--per-batch`` firearms x ``--sho
 by ``ribin.extract`` (cached in ``--cache``: generation takes a few minutes)::
 
     python benchmarks/bench_prefilter.py --batches 25 --per-batch 4 --shots 3 --seed 11
+
+``--bands 600:30,400:80,...`` measures instead the features' band (:data:`LONG_UM` :
+:data:`SHORT_UM`, everything else as defined) on every set the band matters for: the
+held-out synthetic set above, the committed synthetic 3D set (``data/synthetic_casings``,
+breech face and firing pin, the 3D rows of ``bench_2d_search.py`` part 1) and the Fadul
+scans as search sees them (``ribin.extract``, 12.5 um) and as measured (6.25 um). Per set
+and band: the worst true-match z (each query's scores standardised by its non-matches),
+the worst rank among all others, and the expected rank of the worst true match among 10^4
+and 10^5 candidates (1 + N x the share of pooled non-match z at or above it; and under a
+normal tail). Recorded as ``prefilter_bands``::
+
+    nice -n 10 python benchmarks/bench_prefilter.py --bands 600:30,400:80,250:30
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
 import numpy as np
-from _common import fadul_signatures, machine
+from _common import FADUL_DIR, fadul_signatures, machine
+from results import record
+from scipy import special
 
 from ribin import prefilter
 
@@ -240,6 +255,188 @@ def timings(surfaces: list[np.ndarray], pixel: float) -> None:
         del table, v1_table
 
 
+# --------------------------------------------------------------------------- band sweep
+
+
+def band_features(surface: np.ndarray, pixel: float, band: tuple[float, float]) -> np.ndarray:
+    """:func:`ribin.prefilter.features` with its rings over ``band`` (longest, shortest um)."""
+    polar = prefilter._polar_map(np.asarray(surface, np.float64), pixel, band)
+    coeffs = np.fft.rfft(polar, axis=1)[:, 1 : prefilter.N_COEFFS + 1] * prefilter._WEIGHTS
+    energy = 2.0 * float((np.abs(coeffs) ** 2).sum())
+    out = np.zeros((prefilter.N_RINGS, prefilter.N_COEFFS, 2))
+    if energy > 1e-20:
+        coeffs = coeffs / np.sqrt(energy)
+        out[..., 0], out[..., 1] = coeffs.real, coeffs.imag
+    return out.astype(np.float32).ravel()
+
+
+def band_figures(labels: np.ndarray, vectors: np.ndarray) -> dict:
+    """Worst true-match z and rank, and its expected rank at 10^4 and 10^5 candidates.
+
+    Each query's scores are standardised by its non-matches (as :func:`extrapolate` and
+    ``bench_search_accuracy.py``); the share of pooled non-match z at or above a true
+    match's z gives its expected rank 1 + N x share (and 1 + N x the normal tail).
+    """
+    scores = v2_scores(vectors)
+    n = len(labels)
+    off = ~np.eye(n, dtype=bool)
+    same = (labels[:, None] == labels[None, :]) & off
+    non = (labels[:, None] != labels[None, :]) & off
+    z = np.empty_like(scores)
+    for i in range(n):
+        row = scores[i][non[i]]
+        z[i] = (scores[i] - row.mean()) / max(row.std(), 1e-12)
+    pool = np.sort(z[non])
+    match = z[same]
+    exceed_all = (pool.size - np.searchsorted(pool, match, side="left")) / pool.size
+    exceed = exceed_all.max()
+    out = {
+        "z_min": float(match.min()),
+        "z_median": float(np.median(match)),
+        "non_max": float(pool.max()),
+        "rank_max": int(match_ranks(scores, labels).max()),
+        "others": n - 1,
+    }
+    for big in (10_000, 100_000):
+        # kept by the default shortlist, max(10, 0.1 % of N)
+        out[f"kept_{big}"] = float((1 + big * exceed_all <= max(10, big // 1000)).mean())
+        out[f"rank_{big}"] = 1 + big * exceed
+        out[f"normal_{big}"] = 1 + big * float(special.ndtr(-match.min()))
+    return out
+
+
+def band_sets(args) -> list[tuple[str, np.ndarray, list[np.ndarray], list[float]]]:
+    """(name, labels, surfaces, pixel sizes) of every set the band sweep measures."""
+    import csv
+
+    import ribin
+    from ribin.io import read_casing
+
+    sets = []
+    labels, _, surfaces = synthetic(args)
+    sets.append(
+        (
+            f"held-out synthetic BF ({args.batches}x{args.per_batch}x{args.shots}, 12.5 um)",
+            np.asarray(labels),
+            surfaces,
+            [args.pixel] * len(surfaces),
+        )
+    )
+    folder = Path(__file__).resolve().parents[1] / "data" / "synthetic_casings"
+    with open(folder / "manifest.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["modality"] == "3d"]
+    extracted = [ribin.extract(read_casing(folder / r["file"])).signatures() for r in rows]
+    for region, short in (("breech_face", "BF"), ("firing_pin", "FP")):
+        keep = [i for i, e in enumerate(extracted) if region in e]
+        sigs = [extracted[i][region] for i in keep]
+        sets.append(
+            (
+                f"committed synthetic 3D {short} (12.5 um)",
+                np.array([rows[i]["firearm"] for i in keep]),
+                [s.surface for s in sigs],
+                [s.pixel_size_um for s in sigs],
+            )
+        )
+    if not args.skip_fadul and FADUL_DIR.exists():
+        _, fadul_labels, raw = fadul_signatures()
+        casings = [read_casing(FADUL_DIR / name) for name in _fadul_files()]
+        sigs = [ribin.extract(c).breech_face for c in casings]
+        sets.append(
+            (
+                "Fadul BF, extracted (12.5 um)",
+                np.array(fadul_labels),
+                [s.surface for s in sigs],
+                [s.pixel_size_um for s in sigs],
+            )
+        )
+        sets.append(
+            (
+                "Fadul BF, as measured (6.25 um)",
+                np.array(fadul_labels),
+                [s.surface for s in raw],
+                [s.pixel_size_um for s in raw],
+            )
+        )
+    return sets
+
+
+def _fadul_files() -> list[str]:
+    import csv
+
+    with open(FADUL_DIR / "truth.csv", newline="") as fh:
+        return [r["file"] for r in csv.DictReader(fh)]
+
+
+def band_sweep(args) -> None:
+    """Measure every band of ``--bands`` on every set of :func:`band_sets`; record a table."""
+    bands = []
+    for item in args.bands.split(","):
+        long_um, short_um = (float(x) for x in item.split(":"))
+        bands.append((long_um, short_um))
+    sets = band_sets(args)
+    print(
+        "\nband sweep: the features' rings over LONG:SHORT um (v2: "
+        f"{prefilter.LONG_UM:g}:{prefilter.SHORT_UM:g}); load {os.getloadavg()[0]:.1f}"
+    )
+    rows = []
+    for name, labels, surfaces, pixels in sets:
+        print(f"\n  {name}: {len(labels)} signatures, {len(set(labels.tolist()))} firearms")
+        for band in bands:
+            vectors = np.stack(
+                [band_features(s, px, band) for s, px in zip(surfaces, pixels, strict=True)]
+            )
+            fig = band_figures(labels, vectors)
+            label = f"{band[0]:g}-{band[1]:g}"
+            print(
+                f"    {label:>8} um: true-match z min {fig['z_min']:5.2f} med "
+                f"{fig['z_median']:5.2f} (non-match max {fig['non_max']:4.2f}); rank max "
+                f"{fig['rank_max']:3d} of {fig['others']}; worst expected at 10^4 "
+                f"{fig['rank_10000']:.0f} (normal tail {fig['normal_10000']:.0f}), at 10^5 "
+                f"{fig['rank_100000']:.0f} (normal tail {fig['normal_100000']:.0f}); kept by the "
+                f"default shortlist at 10^4 {fig['kept_10000']:.3f}, at 10^5 "
+                f"{fig['kept_100000']:.3f}",
+                flush=True,
+            )
+            rows.append(
+                [
+                    name,
+                    label,
+                    round(fig["z_min"], 2),
+                    round(fig["z_median"], 2),
+                    f"{fig['rank_max']} of {fig['others']}",
+                    f"{fig['rank_10000']:.0f} / {fig['normal_10000']:.0f}",
+                    f"{fig['rank_100000']:.0f} / {fig['normal_100000']:.0f}",
+                    f"{fig['kept_10000']:.3f} / {fig['kept_100000']:.3f}",
+                ]
+            )
+    record(
+        "prefilter_bands",
+        "Prefilter band: worst true match per data set and band",
+        [
+            "data set",
+            "band um",
+            "true-match z min",
+            "z median",
+            "worst rank",
+            "worst expected rank at 10^4 (pooled / normal tail)",
+            "at 10^5",
+            "true matches kept by the default shortlist at 10^4 / 10^5",
+        ],
+        rows,
+        notes=(
+            "The features of ribin.prefilter with their rings over the band (long-short "
+            "wavelength, um; capped at 0.45 cycles per pixel), all else as defined. z: each "
+            "query's scores standardised by its non-matches; expected rank: 1 + N x the "
+            "share of pooled non-match z at or above the worst true match's (or its normal "
+            "tail); kept: the share of true matches expected within max(10, 0.1 % of N). "
+            "Held-out synthetic: the set the version 2 constants were chosen against "
+            "(bench_prefilter.py's own); committed synthetic: the 3D rows of "
+            "bench_2d_search.py part 1; Fadul: the 19 real scans, extracted as search stores "
+            "them and as measured."
+        ),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batches", type=int, default=25)
@@ -250,9 +447,15 @@ def main() -> None:
     parser.add_argument("--cache", default="/tmp/ribin_bench_prefilter")
     parser.add_argument("--skip-fadul", action="store_true")
     parser.add_argument("--skip-synthetic", action="store_true")
+    parser.add_argument(
+        "--bands", help="measure these bands instead (LONG:SHORT um, comma-separated)"
+    )
     args = parser.parse_args()
     print(machine())
     print(f"prefilter version {prefilter.FEATURE_VERSION}, {prefilter.FEATURE_LENGTH} values")
+    if args.bands:
+        band_sweep(args)
+        return
 
     if not args.skip_fadul:
         _, labels, sigs = fadul_signatures()

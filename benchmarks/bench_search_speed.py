@@ -187,7 +187,16 @@ def build(root: Path, n: int, pool: list[Exhibit], vectors: list[dict], workers:
     marker = path / BUILT
     if marker.exists():
         built = json.loads(marker.read_text())
-        if built.get("n") == n and built.get("pool") == len(pool):
+        # a store whose vectors are of another prefilter version would be recomputed on
+        # every read (and measure that): rebuild it
+        versions = {
+            s["feature_version"] for s in json.loads((path / MANIFEST).read_text())["segments"]
+        }
+        if (
+            built.get("n") == n
+            and built.get("pool") == len(pool)
+            and versions == {prefilter.FEATURE_VERSION}
+        ):
             print(
                 f"store of {n} exhibits: reused from {path} (written in "
                 f"{built['seconds']:.0f} s by {built['workers']} processes, "

@@ -27,6 +27,12 @@ REPO = HERE.parent
 #: 2D detection under glare: a high ring light (exposure 2.5 times nominal)
 GLARE = ["--modalities", "2d", "--exposure", "2.5", "--name", "extraction_glare"]
 
+#: prefilter bands measured (LONG:SHORT um; 600:30 is version 2's; docs/method.md, section 4)
+PREFILTER_BANDS = (
+    "600:30,400:80,250:16,250:30,250:50,250:80,400:30,400:50,600:40,600:50,600:80,800:30,"
+    "800:40,160:30,125:16"
+)
+
 #: name -> (script, arguments of the full run, arguments of a quick run)
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "extraction": ("bench_extraction.py", [], ["--shots", "1", "--repeat", "1"]),
@@ -37,6 +43,11 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "search_speed": ("bench_search_speed.py", [], ["--quick"]),
     "distributed": ("bench_distributed.py", [], ["--quick"]),
     "prefilter": ("bench_prefilter.py", [], ["--batches", "4"]),
+    "prefilter_bands": (
+        "bench_prefilter.py",
+        ["--bands", PREFILTER_BANDS],
+        ["--batches", "4", "--bands", "600:30,400:80"],
+    ),
     "store": ("bench_store.py", [], ["--ingest", "100", "--features", "10000"]),
     "sync": ("bench_sync.py", [], ["--exhibits", "500"]),
     "2d_real": ("bench_2d_real.py", [], ["--models", "ring"]),
@@ -74,6 +85,7 @@ ORDER = [
     "2d_synthetic_log",
     "2d_synthetic_integrate",
     "2d_synthetic_half",
+    "prefilter_bands",
     "2d_search_prefilter",
     "2d_search_lighting",
     "2d_search_firing_pin",

@@ -169,3 +169,20 @@ def test_polar_map_band_chooses_the_wavelengths_its_rings_see() -> None:
     at_zero = [0, 1, prefilter.N_ANGLES - 2, prefilter.N_ANGLES - 1]
     assert np.isin(default.argmax(axis=1), at_zero).sum() >= 4
     assert np.isin(narrow.argmax(axis=1), at_zero).sum() <= 1
+
+
+def test_the_band_benchmark_measures_the_features_definition(monkeypatch) -> None:
+    """benchmarks/bench_prefilter.py --bands rebuilds the vector from a band's polar map: at
+    the features' own band it must give the features exactly, and another band must differ
+    (else the band sweep would measure something other than what a store holds)."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_prefilter
+
+    surface = _breech_face(_texture(5, 400), (200, 200), 0.0)
+    for pixel in (PIXEL_UM, 6.25):
+        own = bench_prefilter.band_features(surface, pixel, (prefilter.LONG_UM, prefilter.SHORT_UM))
+        np.testing.assert_array_equal(own, features(surface, pixel))
+        other = bench_prefilter.band_features(surface, pixel, (400.0, 80.0))
+        assert other.shape == own.shape and not np.allclose(other, own, atol=1e-3)
