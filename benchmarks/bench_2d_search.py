@@ -90,13 +90,7 @@ K_DEFAULT = 10  # the default shortlist per region at BIG: max(10, ceil(0.001 BI
 def _coefficients(polar: np.ndarray, low_weight: float, low_cut: int) -> np.ndarray:
     """A (N_RINGS, N_ANGLES) map as a prefilter vector (angular Fourier coefficients)."""
     weights = np.where(np.arange(1, prefilter.N_COEFFS + 1) < low_cut, low_weight, 1.0)
-    coeffs = np.fft.rfft(polar, axis=1)[:, 1 : prefilter.N_COEFFS + 1] * weights
-    energy = 2.0 * float((np.abs(coeffs) ** 2).sum())
-    out = np.zeros((prefilter.N_RINGS, prefilter.N_COEFFS, 2))
-    if energy > 1e-20:
-        coeffs = coeffs / np.sqrt(energy)
-        out[..., 0], out[..., 1] = coeffs.real, coeffs.imag
-    return out.astype(np.float32).ravel()
+    return prefilter._vector(polar, weights)
 
 
 def _standardise_rows(polar: np.ndarray) -> np.ndarray:

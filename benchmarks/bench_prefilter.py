@@ -260,14 +260,7 @@ def timings(surfaces: list[np.ndarray], pixel: float) -> None:
 
 def band_features(surface: np.ndarray, pixel: float, band: tuple[float, float]) -> np.ndarray:
     """:func:`ribin.prefilter.features` with its rings over ``band`` (longest, shortest um)."""
-    polar = prefilter._polar_map(np.asarray(surface, np.float64), pixel, band)
-    coeffs = np.fft.rfft(polar, axis=1)[:, 1 : prefilter.N_COEFFS + 1] * prefilter._WEIGHTS
-    energy = 2.0 * float((np.abs(coeffs) ** 2).sum())
-    out = np.zeros((prefilter.N_RINGS, prefilter.N_COEFFS, 2))
-    if energy > 1e-20:
-        coeffs = coeffs / np.sqrt(energy)
-        out[..., 0], out[..., 1] = coeffs.real, coeffs.imag
-    return out.astype(np.float32).ravel()
+    return prefilter._vector(prefilter._polar_map(np.asarray(surface, np.float64), pixel, band))
 
 
 def band_figures(labels: np.ndarray, vectors: np.ndarray) -> dict:

@@ -213,8 +213,13 @@ def features(signature: Signature | np.ndarray, pixel_size_um: float | None = No
     surface = np.asarray(surface, dtype=np.float64)
     if surface.ndim != 2:
         raise ValueError(f"surface must be 2-D, not {surface.ndim}-D")
-    polar = _polar_map(surface, pixel_size_um)
-    coeffs = np.fft.rfft(polar, axis=1)[:, 1 : N_COEFFS + 1] * _WEIGHTS
+    return _vector(_polar_map(surface, pixel_size_um))
+
+
+def _vector(polar: np.ndarray, weights: np.ndarray = _WEIGHTS) -> np.ndarray:
+    """A polar map (N_RINGS, N_ANGLES) as its feature vector: the weighted angular Fourier
+    coefficients (step 4 of the definition), scaled to score 1 against itself."""
+    coeffs = np.fft.rfft(polar, axis=1)[:, 1 : N_COEFFS + 1] * weights
     # Scaled so that the correlation of the map with itself at shift 0 (2 sum |c|^2) is 1.
     energy = 2.0 * float((np.abs(coeffs) ** 2).sum())
     out = np.zeros((N_RINGS, N_COEFFS, 2))
