@@ -131,6 +131,29 @@ def report(title: str, labels: np.ndarray, v1: np.ndarray, v2: np.ndarray, full:
     return result
 
 
+def standardised(labels: np.ndarray, scores: np.ndarray):
+    """Each query's scores standardised by its own non-matches' mean and spread.
+
+    Returns
+    -------
+    z : (n, n) standardised scores; non : (n, n) bool, the non-match pairs;
+    pool : sorted z of every non-match pair; match : z of every true-match pair;
+    exceed : per true match, the share of pooled non-match z at or above it.
+    """
+    n = len(labels)
+    off = ~np.eye(n, dtype=bool)
+    same = (labels[:, None] == labels[None, :]) & off
+    non = (labels[:, None] != labels[None, :]) & off
+    z = np.empty_like(scores, dtype=np.float64)
+    for i in range(n):
+        row = scores[i][non[i]]
+        z[i] = (scores[i] - row.mean()) / max(row.std(), 1e-12)
+    pool = np.sort(z[non])
+    match = z[same]
+    exceed = (pool.size - np.searchsorted(pool, match, side="left")) / pool.size
+    return z, non, pool, match, exceed
+
+
 def extrapolate(labels, batches, scores: np.ndarray, name: str) -> None:
     """Expected recall at N = 10^4, 10^5 from the pooled non-match score distribution.
 
@@ -141,18 +164,8 @@ def extrapolate(labels, batches, scores: np.ndarray, name: str) -> None:
     candidates is 1 + N * P (so at N > pool size, one pooled non-match above it already
     costs N / pool size places).
     """
-    n = len(labels)
-    off = ~np.eye(n, dtype=bool)
-    same = (labels[:, None] == labels[None, :]) & off
-    non = (labels[:, None] != labels[None, :]) & off
+    z, non, pool, match, exceed = standardised(labels, scores)
     same_batch = non & (batches[:, None] == batches[None, :])
-    z = np.empty_like(scores, dtype=np.float64)
-    for i in range(n):
-        row = scores[i][non[i]]
-        z[i] = (scores[i] - row.mean()) / max(row.std(), 1e-12)
-    pool = np.sort(z[non])
-    match = z[same]
-    exceed = (pool.size - np.searchsorted(pool, match, side="left")) / pool.size
     print(
         f"  {name}: standardised scores: true match median {np.median(match):.2f}, 10th pct "
         f"{np.quantile(match, 0.1):.2f}; non-match p99.9 {np.quantile(pool, 0.999):.2f}, max "
@@ -272,16 +285,7 @@ def band_figures(labels: np.ndarray, vectors: np.ndarray) -> dict:
     """
     scores = v2_scores(vectors)
     n = len(labels)
-    off = ~np.eye(n, dtype=bool)
-    same = (labels[:, None] == labels[None, :]) & off
-    non = (labels[:, None] != labels[None, :]) & off
-    z = np.empty_like(scores)
-    for i in range(n):
-        row = scores[i][non[i]]
-        z[i] = (scores[i] - row.mean()) / max(row.std(), 1e-12)
-    pool = np.sort(z[non])
-    match = z[same]
-    exceed_all = (pool.size - np.searchsorted(pool, match, side="left")) / pool.size
+    _, _, pool, match, exceed_all = standardised(labels, scores)
     exceed = exceed_all.max()
     out = {
         "z_min": float(match.min()),
