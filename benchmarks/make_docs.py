@@ -27,6 +27,9 @@ REPO = HERE.parent
 #: 2D detection under glare: a high ring light (exposure 2.5 times nominal)
 GLARE = ["--modalities", "2d", "--exposure", "2.5", "--name", "extraction_glare"]
 
+#: 2D on real surfaces, a second lighting draw (the methods were chosen on seed 21)
+SEED5 = ["--seed", "5", "--sweep", "aligned", "--no-3d", "--name", "2d_real_seed5"]
+
 #: name -> (script, arguments of the full run, arguments of a quick run)
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "extraction": ("bench_extraction.py", [], ["--shots", "1", "--repeat", "1"]),
@@ -39,7 +42,16 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "prefilter": ("bench_prefilter.py", [], ["--batches", "4"]),
     "store": ("bench_store.py", [], ["--ingest", "100", "--features", "10000"]),
     "sync": ("bench_sync.py", [], ["--exhibits", "500"]),
-    "2d_real": ("bench_2d_real.py", [], ["--models", "ring"]),
+    "2d_real": (
+        "bench_2d_real.py",
+        ["--sweep", "aligned", "--synthetic", "--methods", "rank-whiten,log-smooth@0.4"],
+        ["--models", "ring", "--sweep", "aligned"],
+    ),
+    "2d_real_seed5": (
+        "bench_2d_real.py",
+        [*SEED5, "--methods", "rank-whiten,log-smooth@0.4"],
+        [*SEED5, "--models", "ring"],
+    ),
     "2d_search": ("bench_2d_search.py", ["--variants"], ["--models", "ring", "--skip-time"]),
     "extraction_glare": (
         "bench_extraction.py",
@@ -69,6 +81,7 @@ ORDER = [
     "search_speed",
     "distributed",
     "2d_real",
+    "2d_real_seed5",
     "2d_real_options_integrate",
     "2d_real_options_half",
     "2d_synthetic_log",
