@@ -105,6 +105,10 @@ ILLUMINATION_METHODS: dict[str, tuple[str, ...]] = {
     "log-whiten": ("log", "whiten"),
     "rank-whiten": ("rank", "whiten"),
 }
+#: 2D methods whose firing pin is made with other steps than their breech face: ranked
+#: grey levels lose the 2D firing pin's agreement (synthetic 2D set, 22 pins, 231 pairs:
+#: AUC 0.89 ranked, 0.95 with ``log``), so ``rank-whiten`` makes its firing pin as ``log``.
+FIRING_PIN_STEPS: dict[str, tuple[str, ...]] = {"rank-whiten": ("log",)}
 #: The 2D method :func:`extract` uses unless told otherwise.
 DEFAULT_ILLUMINATION_2D = "rank-whiten"
 #: 2D: above this share of saturated (or black) pixels in the breech face, a warning.
@@ -374,7 +378,10 @@ def _region_signature(
     values = np.where(region[r0:r1, c0:c1], window, np.nan).astype(np.float32)
     steps: tuple[str, ...] = ()
     if casing.modality == "2d":
-        steps = ILLUMINATION_METHODS[common["illumination_method"]]
+        method = common["illumination_method"]
+        steps = ILLUMINATION_METHODS[method]
+        if kind == "firing_pin":
+            steps = FIRING_PIN_STEPS.get(method, steps)
         values = _photometric(values, window, steps, in_px)
         if "smooth" in steps and kind == "breech_face":
             params = {**params, "short_cutoff_um": max(params["short_cutoff_um"], SMOOTH_CUTOFF_UM)}

@@ -311,3 +311,16 @@ def test_2d_mates_under_different_lights_outscore_a_non_mate():
     assert compare(shots[1], shots[0]).score == mate
     assert mate > compare(shots[0], shots[2]).score
     assert mate > compare(shots[1], shots[2]).score
+
+
+def test_rank_whiten_makes_its_firing_pin_as_log():
+    from ribin.io import read_casing
+
+    casing = read_casing(Path(__file__).resolve().parents[1] / "data/synthetic_casings/F01-1.png")
+    ranked = extract(casing, illumination="rank-whiten")
+    logged = extract(casing, illumination="log")
+    assert ranked.firing_pin is not None and logged.firing_pin is not None
+    assert np.array_equal(ranked.firing_pin.surface, logged.firing_pin.surface, equal_nan=True)
+    assert ranked.firing_pin.params["illumination"].startswith("log,")
+    assert ranked.breech_face.params["illumination"].startswith("rank, whiten")
+    assert ranked.firing_pin.params["illumination_method"] == "rank-whiten"
