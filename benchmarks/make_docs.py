@@ -82,6 +82,7 @@ ORDER = [
     "distributed",
     "2d_real",
     "2d_real_seed5",
+    "2d_real_logsmooth_r025",
     "2d_real_options_integrate",
     "2d_real_options_half",
     "2d_synthetic_log",
