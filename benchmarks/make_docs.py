@@ -30,6 +30,10 @@ GLARE = ["--modalities", "2d", "--exposure", "2.5", "--name", "extraction_glare"
 #: 2D on real surfaces, a second lighting draw (the methods were chosen on seed 21)
 SEED5 = ["--seed", "5", "--sweep", "aligned", "--no-3d", "--name", "2d_real_seed5"]
 
+#: signatures of the former 2D default at the current 2D threshold (stores made before)
+LOGSMOOTH_R025 = ["--sweep", "aligned", "--no-3d", "--methods", "log-smooth@0.25"]
+LOGSMOOTH_R025 += ["--name", "2d_real_logsmooth_r025"]
+
 #: name -> (script, arguments of the full run, arguments of a quick run)
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "extraction": ("bench_extraction.py", [], ["--shots", "1", "--repeat", "1"]),
@@ -46,6 +50,11 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
         "bench_2d_real.py",
         ["--sweep", "aligned", "--synthetic", "--methods", "rank-whiten,log-smooth@0.4"],
         ["--models", "ring", "--sweep", "aligned"],
+    ),
+    "2d_real_logsmooth_r025": (
+        "bench_2d_real.py",
+        [*LOGSMOOTH_R025, "--synthetic"],
+        [*LOGSMOOTH_R025, "--models", "ring"],
     ),
     "2d_real_seed5": (
         "bench_2d_real.py",
