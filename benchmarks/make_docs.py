@@ -27,8 +27,9 @@ REPO = HERE.parent
 #: 2D detection under glare: a high ring light (exposure 2.5 times nominal)
 GLARE = ["--modalities", "2d", "--exposure", "2.5", "--name", "extraction_glare"]
 
-#: 2D on real surfaces, a second lighting draw (the methods were chosen on seed 21)
+#: 2D on real surfaces, other lighting draws (the methods were chosen on seed 21)
 SEED5 = ["--seed", "5", "--sweep", "aligned", "--no-3d", "--name", "2d_real_seed5"]
+SEED9 = ["--seed", "9", "--sweep", "aligned", "--no-3d", "--name", "2d_real_seed9"]
 
 #: signatures of the former 2D default at the current 2D threshold (stores made before)
 LOGSMOOTH_R025 = ["--sweep", "aligned", "--no-3d", "--methods", "log-smooth@0.25"]
@@ -50,6 +51,11 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
         "bench_2d_real.py",
         ["--sweep", "aligned", "--synthetic", "--methods", "rank-whiten,log-smooth@0.4"],
         ["--models", "ring", "--sweep", "aligned"],
+    ),
+    "2d_real_seed9": (
+        "bench_2d_real.py",
+        [*SEED9, "--methods", "rank-whiten,log-smooth@0.4"],
+        [*SEED9, "--models", "ring"],
     ),
     "2d_real_logsmooth_r025": (
         "bench_2d_real.py",
@@ -91,6 +97,7 @@ ORDER = [
     "distributed",
     "2d_real",
     "2d_real_seed5",
+    "2d_real_seed9",
     "2d_real_logsmooth_r025",
     "2d_real_options_integrate",
     "2d_real_options_half",
