@@ -14,6 +14,10 @@ the same scans, through the same extract and compare, are printed beside them::
     python benchmarks/bench_2d_real.py                       # default 2D method
     python benchmarks/bench_2d_real.py --methods log,lcn     # compare 2D methods
     python benchmarks/bench_2d_real.py --synthetic           # also the synthetic 2D set
+    python benchmarks/bench_2d_real.py --methods rank-whiten,log-smooth@0.4  # own threshold
+
+A method written ``METHOD@R`` is compared with the 2D cells' correlation threshold ``R``
+(the column names it), the others with ``--corr-min-2d`` or the default.
 
 Nothing is cached: renderings are made in memory.
 """
@@ -190,17 +194,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
-    methods = [m for m in args.methods.split(",") if m]
+    # (label, method, threshold) per requested 2D method.
+    methods: list[tuple[str, str, float | None]] = []
+    for spec in (m for m in args.methods.split(",") if m):
+        method, _, r = spec.partition("@")
+        try:
+            methods.append((spec, method, float(r) if r else args.corr_min_2d))
+        except ValueError:
+            parser.error(f"bad correlation threshold in {spec!r}")
     bad = [m for m in models if m not in LIGHTING_MODELS] + [
-        m for m in methods if m not in ILLUMINATION_METHODS
+        m for _, m, _ in methods if m not in ILLUMINATION_METHODS
     ]
     if bad:
         parser.error(f"unknown lighting models or methods {bad}")
 
     params_3d = cmc_params("3d", args.sweep)
-    params_2d = cmc_params("2d", args.sweep, args.corr_min_2d)
+    params_2d = {spec: cmc_params("2d", args.sweep, r) for spec, _, r in methods}
     # The 2D method column names the 2D cells' correlation threshold.
-    r_label = f" r{params_2d.corr_min:g}"
+    r_label = {spec: f"{m} r{params_2d[spec].corr_min:g}" for spec, m, _ in methods}
     scores: dict[str, dict] = {}
     print(f"machine: {machine()}; rotation sweep: {args.sweep}")
     names, labels, casings = fadul_casings()
@@ -218,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         shots = [rendered(c, model, (args.seed, model_index, i)) for i, c in enumerate(casings)]
         for name, (_, lit) in zip(names, shots, strict=True):
             print(f"  {name} {model}: " + ", ".join(f"{k} {v}" for k, v in lit.items()))
-        for method in methods:
+        for spec, method, _ in methods:
             sigs, kept, failed = [], [], []
             for name, label, (casing, _) in zip(names, labels, shots, strict=True):
                 try:
@@ -228,18 +239,16 @@ def main(argv: list[str] | None = None) -> int:
                     failed.append(f"{name}: {exc}")
             if failed:
                 print(f"fadul 2d {model} / {method}: not extracted: {failed}")
-            row = figures(kept, sigs, f"fadul 2d {model}", params_2d)
-            print_row(row, method + r_label, table)
-            scores[f"fadul 2d {model}/{method}"] = row
+            row = figures(kept, sigs, f"fadul 2d {model}", params_2d[spec])
+            print_row(row, r_label[spec], table)
+            scores[f"fadul 2d {model}/{spec}"] = row
     if args.synthetic:
-        for method in methods:
+        for spec, method, r in methods:
             syn_labels, syn_sigs = synthetic_2d(method)
             # Synthetic shots lie at random rotations: always the full circle.
-            row = figures(
-                syn_labels, syn_sigs, "synthetic 2d", cmc_params("2d", "full", args.corr_min_2d)
-            )
-            print_row(row, method + r_label, table)
-            scores[f"synthetic 2d/{method}"] = row
+            row = figures(syn_labels, syn_sigs, "synthetic 2d", cmc_params("2d", "full", r))
+            print_row(row, r_label[spec], table)
+            scores[f"synthetic 2d/{spec}"] = row
     if args.scores is not None:
         args.scores.write_text(json.dumps(scores))
     record(

@@ -33,6 +33,14 @@ PREFILTER_BANDS = (
     "800:40,160:30,125:16"
 )
 
+#: 2D on real surfaces, other lighting draws (the methods were chosen on seed 21)
+SEED5 = ["--seed", "5", "--sweep", "aligned", "--no-3d", "--name", "2d_real_seed5"]
+SEED9 = ["--seed", "9", "--sweep", "aligned", "--no-3d", "--name", "2d_real_seed9"]
+
+#: signatures of the former 2D default at the current 2D threshold (stores made before)
+LOGSMOOTH_R025 = ["--sweep", "aligned", "--no-3d", "--methods", "log-smooth@0.25"]
+LOGSMOOTH_R025 += ["--name", "2d_real_logsmooth_r025"]
+
 #: name -> (script, arguments of the full run, arguments of a quick run)
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "extraction": ("bench_extraction.py", [], ["--shots", "1", "--repeat", "1"]),
@@ -50,7 +58,26 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     ),
     "store": ("bench_store.py", [], ["--ingest", "100", "--features", "10000"]),
     "sync": ("bench_sync.py", [], ["--exhibits", "500"]),
-    "2d_real": ("bench_2d_real.py", [], ["--models", "ring"]),
+    "2d_real": (
+        "bench_2d_real.py",
+        ["--sweep", "aligned", "--synthetic", "--methods", "rank-whiten,log-smooth@0.4"],
+        ["--models", "ring", "--sweep", "aligned"],
+    ),
+    "2d_real_seed9": (
+        "bench_2d_real.py",
+        [*SEED9, "--methods", "rank-whiten,log-smooth@0.4"],
+        [*SEED9, "--models", "ring"],
+    ),
+    "2d_real_logsmooth_r025": (
+        "bench_2d_real.py",
+        [*LOGSMOOTH_R025, "--synthetic"],
+        [*LOGSMOOTH_R025, "--models", "ring"],
+    ),
+    "2d_real_seed5": (
+        "bench_2d_real.py",
+        [*SEED5, "--methods", "rank-whiten,log-smooth@0.4"],
+        [*SEED5, "--models", "ring"],
+    ),
     "2d_search": ("bench_2d_search.py", ["--variants"], ["--models", "ring", "--skip-time"]),
     "extraction_glare": (
         "bench_extraction.py",
@@ -80,6 +107,9 @@ ORDER = [
     "search_speed",
     "distributed",
     "2d_real",
+    "2d_real_seed5",
+    "2d_real_seed9",
+    "2d_real_logsmooth_r025",
     "2d_real_options_integrate",
     "2d_real_options_half",
     "2d_synthetic_log",

@@ -81,7 +81,12 @@ CLIP_LOW, CLIP_HIGH = 1.0 / 255, 254.0 / 255
 #: only: the short cut-off raised to :data:`SMOOTH_CUTOFF_UM`: a ring-lit image follows the
 #: slopes' magnitude, whose finest detail is each casing's own roughness and changes with
 #: focus; the marks a firearm repeats survive at longer wavelengths; recorded as the
-#: signature's ``short_cutoff_um``).
+#: signature's ``short_cutoff_um``). ``whiten`` (breech face only: the short cut-off raised
+#: to :data:`WHITEN_CUTOFF_UM`, then the band-passed signature's spectrum divided by its own
+#: radially averaged amplitude, smoothed over :data:`WHITEN_SMOOTH_OCTAVES`: each shot's
+#: defocus, and the tilt a lighting gives the spectrum (a ring or coaxial light follows the
+#: slopes' magnitude, an oblique one their component along the light), drop out, and every
+#: wavelength of the band weighs the same in the cells' correlation).
 #: Every method ends at unit RMS.
 ILLUMINATION_METHODS: dict[str, tuple[str, ...]] = {
     "log": ("log",),
@@ -97,9 +102,15 @@ ILLUMINATION_METHODS: dict[str, tuple[str, ...]] = {
     "log-smooth": ("log", "smooth"),
     "rank-smooth": ("rank", "smooth"),
     "integrate-smooth": ("log", "integrate", "smooth"),
+    "log-whiten": ("log", "whiten"),
+    "rank-whiten": ("rank", "whiten"),
 }
+#: 2D methods whose firing pin is made with other steps than their breech face: ranked
+#: grey levels lose the 2D firing pin's agreement (synthetic 2D set, 22 pins, 231 pairs:
+#: AUC 0.89 ranked, 0.95 with ``log``), so ``rank-whiten`` makes its firing pin as ``log``.
+FIRING_PIN_STEPS: dict[str, tuple[str, ...]] = {"rank-whiten": ("log",)}
 #: The 2D method :func:`extract` uses unless told otherwise.
-DEFAULT_ILLUMINATION_2D = "log-smooth"
+DEFAULT_ILLUMINATION_2D = "rank-whiten"
 #: 2D: above this share of saturated (or black) pixels in the breech face, a warning.
 SATURATED_WARN = 0.02
 #: 2D: below this usable breech-face area (mm^2) a comparison rests on little; a warning.
@@ -111,6 +122,10 @@ GLINT_MARGIN_UM = 12.5
 LCN_WINDOW_UM = 100.0
 #: Breech-face short cut-off of the ``smooth`` step (um).
 SMOOTH_CUTOFF_UM = 32.0
+#: Breech-face short cut-off of the ``whiten`` step (um).
+WHITEN_CUTOFF_UM = 64.0
+#: Octave-scale smoothing of the radial amplitude spectrum of the ``whiten`` step.
+WHITEN_SMOOTH_OCTAVES = 0.25
 
 
 def extract(
@@ -363,10 +378,15 @@ def _region_signature(
     values = np.where(region[r0:r1, c0:c1], window, np.nan).astype(np.float32)
     steps: tuple[str, ...] = ()
     if casing.modality == "2d":
-        steps = ILLUMINATION_METHODS[common["illumination_method"]]
+        method = common["illumination_method"]
+        steps = ILLUMINATION_METHODS[method]
+        if kind == "firing_pin":
+            steps = FIRING_PIN_STEPS.get(method, steps)
         values = _photometric(values, window, steps, in_px)
         if "smooth" in steps and kind == "breech_face":
             params = {**params, "short_cutoff_um": max(params["short_cutoff_um"], SMOOTH_CUTOFF_UM)}
+        if "whiten" in steps and kind == "breech_face":
+            params = {**params, "short_cutoff_um": max(params["short_cutoff_um"], WHITEN_CUTOFF_UM)}
     values = level(values, params["form_order"]).astype(np.float32)
     sigma = robust_std(values)
     values[np.abs(values - np.nanmedian(values)) > params["outlier_sigma"] * sigma] = np.nan
@@ -379,6 +399,8 @@ def _region_signature(
     if "integrate" in steps or "half-integrate" in steps:
         power = 1.0 if "integrate" in steps else 0.5
         values = _integrate(values, pixel_size_um, params["long_cutoff_um"], power)
+    if "whiten" in steps and kind == "breech_face":
+        values = _whiten(values, pixel_size_um, params["short_cutoff_um"], params["long_cutoff_um"])
     sigma = robust_std(values)
     values[np.abs(values) > params["outlier_sigma"] * sigma] = np.nan
     valid = np.isfinite(values)
@@ -549,5 +571,40 @@ def _integrate(
     fy = sfft.fftfreq(shape[0], pixel_size_um)[:, None]
     fx = sfft.rfftfreq(shape[1], pixel_size_um)[None, :]
     gain = (fx * fx + fy * fy + (1.0 / long_um) ** 2) ** (-power / 2)
+    out = sfft.irfft2(spectrum * gain, shape)[: values.shape[0], : values.shape[1]]
+    return np.where(valid, out, np.nan).astype(np.float32)
+
+
+def _whiten(
+    values: np.ndarray, pixel_size_um: float, short_um: float, long_um: float
+) -> np.ndarray:
+    """Flatten a band-passed image's spectrum: divide it by its radially averaged amplitude
+    (smoothed over log frequency), so that defocus and the lighting's spectral tilt drop out
+    and every wavelength of the band weighs the same. NaN stay NaN (zero-filled)."""
+    valid = np.isfinite(values)
+    if not valid.any():
+        return values
+    filled = np.where(valid, values - np.mean(values[valid]), 0.0)
+    shape = [sfft.next_fast_len(n + 32, real=True) for n in values.shape]
+    spectrum = sfft.rfft2(filled, shape)
+    fy = sfft.fftfreq(shape[0], pixel_size_um)[:, None]
+    fx = sfft.rfftfreq(shape[1], pixel_size_um)[None, :]
+    f = np.sqrt(fx * fx + fy * fy)
+    fmin = 0.25 / long_um
+    logf = np.log2(np.maximum(f, fmin) / fmin)
+    nbins = int(np.ceil(logf.max() / 0.125)) + 1
+    idx = np.minimum((logf / 0.125).astype(int), nbins - 1)
+    # Mean power per eighth of an octave, smoothed over log frequency (empty bins, below
+    # the lowest frequency a small image holds, weigh nothing).
+    sigma_bins = WHITEN_SMOOTH_OCTAVES / 0.125
+    power = np.bincount(idx.ravel(), (np.abs(spectrum) ** 2).ravel(), nbins)
+    count = np.bincount(idx.ravel(), None, nbins).astype(np.float64)
+    power = ndimage.gaussian_filter1d(power, sigma_bins, mode="nearest")
+    count = ndimage.gaussian_filter1d(count, sigma_bins, mode="nearest")
+    radial = power / np.maximum(count, 1e-12)
+    # The band's own Gaussian shape is kept: only the image's share is divided out.
+    ln2 = math.log(2.0)
+    band = np.exp(-ln2 * (f * short_um) ** 2) * (1 - np.exp(-ln2 * (f * long_um) ** 2))
+    gain = band / np.sqrt(np.maximum(radial[idx], 1e-30))
     out = sfft.irfft2(spectrum * gain, shape)[: values.shape[0], : values.shape[1]]
     return np.where(valid, out, np.nan).astype(np.float32)

@@ -224,13 +224,103 @@ def test_two_2d_breech_faces_are_compared_with_the_2d_defaults():
 
 
 def test_a_2d_search_records_the_2d_comparison_parameters():
-    from ribin.compare import DEFAULT_PARAMS
+    from ribin.compare import DEFAULT_PARAMS, DEFAULT_PARAMS_2D
     from ribin.shards import _cmc_params_2d
 
     heights = _surface()
     mask = np.isfinite(heights)
     image, _ = render_micrograph(heights, 6.25, "ring", np.random.default_rng(2))
     recorded = _cmc_params_2d(extract(_casing(image, mask)), DEFAULT_PARAMS)
-    assert recorded["cmc_params_2d"]["breech_face"]["corr_min"] == 0.4
+    assert recorded["cmc_params_2d"]["breech_face"]["corr_min"] == (
+        DEFAULT_PARAMS_2D["breech_face"].corr_min
+    )
+    assert DEFAULT_PARAMS_2D["breech_face"].corr_min < DEFAULT_PARAMS["breech_face"].corr_min
     measured = Casing(surface=heights, modality="3d", pixel_size_um=6.25, mask=mask, source="s")
     assert _cmc_params_2d(extract(measured), DEFAULT_PARAMS) == {}
+
+
+def test_whiten_divides_out_a_blur_of_the_image():
+    # Defocus multiplies the image's spectrum by a smooth radial function; whitening divides
+    # the image's own radial amplitude out, so two focus settings of one image come out
+    # closer than they went in (not equal: the amplitude is smoothed over log frequency).
+    from scipy import ndimage
+
+    from ribin.preprocess import bandpass
+    from ribin.signatures import _whiten
+
+    field = _fields.smooth_noise(np.random.default_rng(8), (160, 160), 0.5)
+    blurred = ndimage.gaussian_filter(field, 1.5)
+    field[:12], blurred[:12] = np.nan, np.nan  # NaN stay NaN and do not spread
+    sharp = bandpass(field, 12.5, 64.0, 250.0)
+    soft = bandpass(blurred, 12.5, 64.0, 250.0)
+    inside = np.isfinite(sharp)
+
+    def corr(a, b):
+        return np.corrcoef(a[inside], b[inside])[0, 1]
+
+    white_sharp = _whiten(sharp, 12.5, 64.0, 250.0)
+    white_soft = _whiten(soft, 12.5, 64.0, 250.0)
+    assert np.array_equal(np.isfinite(white_sharp), inside)
+    assert corr(white_sharp, white_soft) > 0.92
+    assert corr(white_sharp, white_soft) > corr(sharp, soft) + 0.05
+    # A gain does not change the whitened image.
+    assert np.allclose(
+        _whiten(3.0 * sharp, 12.5, 64.0, 250.0), white_sharp, atol=1e-5, equal_nan=True
+    )
+
+
+def test_rank_whiten_ignores_the_camera_response():
+    # Any monotonic response (exposure, gamma, a saturating sensor) gives the same rank
+    # signature; log only absorbs gain and gamma, not a saturating curve.
+    from ribin.signatures import CLIP_HIGH, CLIP_LOW, WHITEN_CUTOFF_UM
+
+    heights = _surface()
+    mask = np.isfinite(heights)
+    image, _ = render_micrograph(heights, 6.25, "ring", np.random.default_rng(2))
+    clipped = (image <= CLIP_LOW) | (image >= CLIP_HIGH)
+    curve = np.where(clipped, image, 0.8 * image / (image + 0.3)).astype(np.float32)
+    sigs = {}
+    for method in ("rank-whiten", "log-whiten"):
+        a = extract(_casing(image, mask), illumination=method).breech_face
+        b = extract(_casing(curve, mask), illumination=method).breech_face
+        assert a.params["short_cutoff_um"] == WHITEN_CUTOFF_UM
+        assert "whiten" in a.params["illumination"]
+        sigs[method] = np.nanmax(np.abs(a.surface - b.surface))
+    assert sigs["rank-whiten"] < 1e-4
+    assert sigs["log-whiten"] > 1e-2
+
+
+def test_2d_mates_under_different_lights_outscore_a_non_mate():
+    # Two casings of one firearm (shared marks, each its own roughness), one ring-lit and
+    # one under coaxial light with other focus and exposure; a third casing of another
+    # firearm under the ring light. The default 2D method and comparison.
+    from ribin.compare import compare
+
+    size = 320
+    outline = np.isfinite(_surface(size=size))
+    marks = {
+        g: 3.0 * _fields.smooth_noise(np.random.default_rng(g), (size, size), 8.0) for g in (1, 2)
+    }
+    shots = []
+    for shot, (gun, model) in enumerate(((1, "ring"), (1, "coaxial"), (2, "ring"))):
+        own = 0.5 * _fields.smooth_noise(np.random.default_rng(50 + shot), (size, size), 1.5)
+        heights = np.where(outline, marks[gun] + own, np.nan)
+        image, _ = render_micrograph(heights, 6.25, model, np.random.default_rng(shot))
+        shots.append(extract(_casing(image, outline)).breech_face)
+    mate = compare(shots[0], shots[1]).score
+    assert compare(shots[1], shots[0]).score == mate
+    assert mate > compare(shots[0], shots[2]).score
+    assert mate > compare(shots[1], shots[2]).score
+
+
+def test_rank_whiten_makes_its_firing_pin_as_log():
+    from ribin.io import read_casing
+
+    casing = read_casing(Path(__file__).resolve().parents[1] / "data/synthetic_casings/F01-1.png")
+    ranked = extract(casing, illumination="rank-whiten")
+    logged = extract(casing, illumination="log")
+    assert ranked.firing_pin is not None and logged.firing_pin is not None
+    assert np.array_equal(ranked.firing_pin.surface, logged.firing_pin.surface, equal_nan=True)
+    assert ranked.firing_pin.params["illumination"].startswith("log,")
+    assert ranked.breech_face.params["illumination"].startswith("rank, whiten")
+    assert ranked.firing_pin.params["illumination_method"] == "rank-whiten"
