@@ -15,6 +15,11 @@ the same scans, through the same extract and compare, are printed beside them::
     python benchmarks/bench_2d_real.py --methods log,lcn     # compare 2D methods
     python benchmarks/bench_2d_real.py --synthetic           # also the synthetic 2D set
     python benchmarks/bench_2d_real.py --methods rank-whiten,log-smooth@0.4  # own threshold
+    python benchmarks/bench_2d_real.py --pairs 6             # weakest / strongest pairs
+    python benchmarks/bench_2d_real.py --fix tilt_deg=0      # one lighting parameter held
+
+``--fix NAME=VALUE`` draws every rendering's lighting as usual, then renders it again with
+that parameter held (the albedo and noise are drawn anew): what a lighting parameter costs.
 
 A method written ``METHOD@R`` is compared with the 2D cells' correlation threshold ``R``
 (the column names it), the others with ``--corr-min-2d`` or the default.
@@ -53,12 +58,22 @@ def fadul_casings(directory: Path = FADUL_DIR) -> tuple[list[str], list[int], li
     return names, labels, casings
 
 
-def rendered(casing: Casing, model: str, seed: tuple[int, ...]) -> tuple[Casing, dict]:
-    """One micrograph of a 3D casing under `model`, as a 2D casing (mask kept)."""
+def rendered(
+    casing: Casing, model: str, seed: tuple[int, ...], fix: dict[str, float] | None = None
+) -> tuple[Casing, dict]:
+    """One micrograph of a 3D casing under `model`, as a 2D casing (mask kept).
+
+    ``fix``: lighting parameters held; the others are those the seed draws (the image is
+    rendered again with them, its albedo and noise from a second seed)."""
     heights = np.where(casing.mask, casing.surface, np.nan)
     image, lighting = render_micrograph(
         heights, casing.pixel_size_um, model, np.random.default_rng(seed)
     )
+    if fix:
+        held = {k: v for k, v in lighting.items() if k != "model"} | fix
+        image, lighting = render_micrograph(
+            heights, casing.pixel_size_um, model, np.random.default_rng((*seed, 1)), **held
+        )
     image = np.where(casing.mask, image, np.nan).astype(np.float32)
     name = Path(casing.source).stem
     return (
@@ -73,6 +88,20 @@ def rendered(casing: Casing, model: str, seed: tuple[int, ...]) -> tuple[Casing,
         ),
         lighting,
     )
+
+
+#: What ``--fix`` may hold (``render_micrograph``'s keyword arguments).
+LIGHTING_PARAMETERS = (
+    "elevation_deg",
+    "azimuth_deg",
+    "gloss_deg",
+    "exposure",
+    "defocus_um",
+    "read_noise",
+    "tilt_deg",
+    "tilt_azimuth_deg",
+    "uneven",
+)
 
 
 #: Rotation sweeps: the default full circle, or -30..30 degrees (the Fadul scans and their
@@ -116,6 +145,9 @@ def figures(labels: list, sigs: list, name: str, params: CMCParams | None = None
         "top1": round(hits / n, 4),
         "queries": n,
         "seconds_per_pair": round(seconds / len(pairs), 3),
+        "pairs_scored": [
+            (i, j, float(s), int(c)) for (i, j), s, c in zip(pairs, scores, counts, strict=True)
+        ],
         "match_scores": scores[is_match].tolist(),
         "nonmatch_scores": scores[~is_match].tolist(),
     }
@@ -171,6 +203,29 @@ def print_row(row: dict, method: str, table: list) -> None:
     )
 
 
+def print_pairs(row: dict, names: list, labels: list, lighting: list, n: int) -> None:
+    """The `n` lowest-scoring known matches and highest-scoring non-matches, with each
+    rendering's lighting (elevation, azimuth, gloss, exposure, defocus, tilt and its
+    azimuth)."""
+
+    def shot(k: int) -> str:
+        lit = lighting[k]
+        return (
+            f"{names[k]} (el {lit['elevation_deg']:.0f} az {lit['azimuth_deg']:.0f} "
+            f"gloss {lit['gloss_deg']:.1f} exp {lit['exposure']:.2f} "
+            f"defocus {lit['defocus_um']:.1f} tilt {lit['tilt_deg']:.2f} "
+            f"to {lit['tilt_azimuth_deg']:.0f})"
+        )
+
+    scored = row["pairs_scored"]
+    matches = sorted((s for s in scored if labels[s[0]] == labels[s[1]]), key=lambda s: s[2])
+    others = sorted((s for s in scored if labels[s[0]] != labels[s[1]]), key=lambda s: -s[2])
+    for title, chosen in (("lowest known matches", matches), ("highest non-matches", others)):
+        print(f"    {title}:")
+        for i, j, score, count in chosen[:n]:
+            print(f"      {score:7.3f} CMC {count:2d}  {shot(i)} / {shot(j)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(LIGHTING_MODELS), help="lighting models")
@@ -192,7 +247,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scores", type=Path, help="write every set's match and non-match scores (JSON) here"
     )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=0,
+        help="print the N lowest-scoring known matches and highest non-matches of each set",
+    )
+    parser.add_argument(
+        "--fix",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="hold one lighting parameter in every rendering (repeatable)",
+    )
     args = parser.parse_args(argv)
+    fix: dict[str, float] = {}
+    for item in args.fix:
+        key, _, value = item.partition("=")
+        try:
+            fix[key] = float(value)
+        except ValueError:
+            parser.error(f"bad --fix {item!r}: NAME=VALUE expected")
+    held = set(fix) - set(LIGHTING_PARAMETERS)
+    if held:
+        parser.error(f"unknown lighting parameters {sorted(held)}; of {LIGHTING_PARAMETERS}")
     models = [m for m in args.models.split(",") if m]
     # (label, method, threshold) per requested 2D method.
     methods: list[tuple[str, str, float | None]] = []
@@ -226,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     for model_index, model in enumerate(LIGHTING_MODELS):
         if model not in models:
             continue
-        shots = [rendered(c, model, (args.seed, model_index, i)) for i, c in enumerate(casings)]
+        shots = [
+            rendered(c, model, (args.seed, model_index, i), fix) for i, c in enumerate(casings)
+        ]
         for name, (_, lit) in zip(names, shots, strict=True):
             print(f"  {name} {model}: " + ", ".join(f"{k} {v}" for k, v in lit.items()))
         for spec, method, _ in methods:
@@ -241,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"fadul 2d {model} / {method}: not extracted: {failed}")
             row = figures(kept, sigs, f"fadul 2d {model}", params_2d[spec])
             print_row(row, r_label[spec], table)
+            if args.pairs and not failed:
+                print_pairs(row, names, labels, [lit for _, lit in shots], args.pairs)
             scores[f"fadul 2d {model}/{spec}"] = row
     if args.synthetic:
         for spec, method, r in methods:

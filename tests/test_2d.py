@@ -324,3 +324,28 @@ def test_rank_whiten_makes_its_firing_pin_as_log():
     assert ranked.firing_pin.params["illumination"].startswith("log,")
     assert ranked.breech_face.params["illumination"].startswith("rank, whiten")
     assert ranked.firing_pin.params["illumination_method"] == "rank-whiten"
+
+
+def test_the_lighting_benchmark_holds_one_parameter_and_keeps_the_others(monkeypatch):
+    # benchmarks/bench_2d_real.py --fix NAME=VALUE measures what one lighting parameter
+    # costs: the held rendering must keep every other drawn parameter (else it would measure
+    # a different draw) and differ from the drawn image where the held value differs.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_2d_real
+
+    size = 96
+    heights = 2.0 * _fields.smooth_noise(np.random.default_rng(3), (size, size), 3.0)
+    mask = np.ones((size, size), bool)
+    mask[:8] = False
+    casing = Casing(surface=heights, modality="3d", pixel_size_um=6.25, mask=mask, source="s")
+    drawn, lit = bench_2d_real.rendered(casing, "coaxial", (21, 2, 0))
+    held, held_lit = bench_2d_real.rendered(casing, "coaxial", (21, 2, 0), {"tilt_deg": 0.0})
+    assert lit["tilt_deg"] > 0 and held_lit["tilt_deg"] == 0.0
+    assert {k: v for k, v in held_lit.items() if k != "tilt_deg"} == {
+        k: v for k, v in lit.items() if k != "tilt_deg"
+    }
+    inside = np.isfinite(drawn.surface)
+    assert np.array_equal(inside, np.isfinite(held.surface)) and not inside[:8].any()
+    assert not np.allclose(drawn.surface[inside], held.surface[inside], atol=1e-3)
+    with pytest.raises(SystemExit):
+        bench_2d_real.main(["--fix", "no_such=1"])
