@@ -45,7 +45,7 @@ from ribin.compare import CMCParams, compare_many, effective_params
 from ribin.io import read_casing
 from ribin.io.casing import Casing
 from ribin.signatures import DEFAULT_ILLUMINATION_2D, ILLUMINATION_METHODS, extract
-from ribin.synthetic.lighting import LIGHTING_MODELS, render_micrograph
+from ribin.synthetic.lighting import LIGHTING_MODELS, LIGHTING_PARAMETERS, render_micrograph
 
 
 def fadul_casings(directory: Path = FADUL_DIR) -> tuple[list[str], list[int], list[Casing]]:
@@ -88,20 +88,6 @@ def rendered(
         ),
         lighting,
     )
-
-
-#: What ``--fix`` may hold (``render_micrograph``'s keyword arguments).
-LIGHTING_PARAMETERS = (
-    "elevation_deg",
-    "azimuth_deg",
-    "gloss_deg",
-    "exposure",
-    "defocus_um",
-    "read_noise",
-    "tilt_deg",
-    "tilt_azimuth_deg",
-    "uneven",
-)
 
 
 #: Rotation sweeps: the default full circle, or -30..30 degrees (the Fadul scans and their

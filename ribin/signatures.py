@@ -565,14 +565,23 @@ def _integrate(
     valid = np.isfinite(values)
     if not valid.any():
         return values
+    spectrum, shape, fx, fy = _padded_spectrum(values, valid, pixel_size_um)
+    gain = (fx * fx + fy * fy + (1.0 / long_um) ** 2) ** (-power / 2)
+    out = sfft.irfft2(spectrum * gain, shape)[: values.shape[0], : values.shape[1]]
+    return np.where(valid, out, np.nan).astype(np.float32)
+
+
+def _padded_spectrum(
+    values: np.ndarray, valid: np.ndarray, pixel_size_um: float
+) -> tuple[np.ndarray, list[int], np.ndarray, np.ndarray]:
+    """The mean-removed, zero-filled image's real spectrum on a grid padded by 32 pixels,
+    the grid's shape, and the frequencies of its columns and rows (cycles per um)."""
     filled = np.where(valid, values - np.mean(values[valid]), 0.0)
     shape = [sfft.next_fast_len(n + 32, real=True) for n in values.shape]
     spectrum = sfft.rfft2(filled, shape)
     fy = sfft.fftfreq(shape[0], pixel_size_um)[:, None]
     fx = sfft.rfftfreq(shape[1], pixel_size_um)[None, :]
-    gain = (fx * fx + fy * fy + (1.0 / long_um) ** 2) ** (-power / 2)
-    out = sfft.irfft2(spectrum * gain, shape)[: values.shape[0], : values.shape[1]]
-    return np.where(valid, out, np.nan).astype(np.float32)
+    return spectrum, shape, fx, fy
 
 
 def _whiten(
@@ -584,11 +593,7 @@ def _whiten(
     valid = np.isfinite(values)
     if not valid.any():
         return values
-    filled = np.where(valid, values - np.mean(values[valid]), 0.0)
-    shape = [sfft.next_fast_len(n + 32, real=True) for n in values.shape]
-    spectrum = sfft.rfft2(filled, shape)
-    fy = sfft.fftfreq(shape[0], pixel_size_um)[:, None]
-    fx = sfft.rfftfreq(shape[1], pixel_size_um)[None, :]
+    spectrum, shape, fx, fy = _padded_spectrum(values, valid, pixel_size_um)
     f = np.sqrt(fx * fx + fy * fy)
     fmin = 0.25 / long_um
     logf = np.log2(np.maximum(f, fmin) / fmin)

@@ -37,6 +37,18 @@ from ribin.synthetic.render2d import GLOSS_DEG, ring_radiance
 
 #: The lighting models :func:`render_micrograph` knows.
 LIGHTING_MODELS = ("ring", "oblique", "coaxial")
+#: The lighting parameters of a shot, each drawn at random unless given.
+LIGHTING_PARAMETERS = (
+    "elevation_deg",
+    "azimuth_deg",
+    "gloss_deg",
+    "exposure",
+    "defocus_um",
+    "read_noise",
+    "tilt_deg",
+    "tilt_azimuth_deg",
+    "uneven",
+)
 #: Per model, the range each random lighting parameter is drawn from between shots.
 #: ``azimuth_deg`` of the oblique light is relative to a protocol direction (labs place
 #: the casing in a set orientation under a fixed light); ``uneven`` is the ring's
@@ -99,18 +111,7 @@ def render_micrograph(
     """
     if model not in LIGHTING_MODELS:
         raise ValueError(f"lighting model must be one of {LIGHTING_MODELS}, not {model!r}")
-    known = {
-        "elevation_deg",
-        "azimuth_deg",
-        "gloss_deg",
-        "exposure",
-        "defocus_um",
-        "read_noise",
-        "tilt_deg",
-        "tilt_azimuth_deg",
-        "uneven",
-    }
-    unknown = sorted(set(lighting) - known)
+    unknown = sorted(set(lighting) - set(LIGHTING_PARAMETERS))
     if unknown:
         raise ValueError(f"unknown lighting parameters {unknown}")
     heights = np.asarray(heights_um, dtype=np.float64)
