@@ -1031,8 +1031,8 @@ def _sweep(
     # Interpolate only the regions' pixels where they cover less than the whole grid (the
     # fine search); the coarse regions overlap, so there rotating the target once is cheaper.
     # A target kept rotated (memo.rotated: a search's query) is taken whole from there.
-    kept = memo.rotated is not None and memo.rotated.canvas(grid.shape) is not None
-    fused = not kept and n * rows * cols < grid.shape[0] * grid.shape[1]
+    canvas = None if memo.rotated is None else memo.rotated.canvas(grid.shape)
+    fused = canvas is None and n * rows * cols < grid.shape[0] * grid.shape[1]
     centre_in = ((target.shape[0] - 1) / 2.0, (target.shape[1] - 1) / 2.0)
     centre_out = ((grid.shape[0] - 1) / 2.0, (grid.shape[1] - 1) / 2.0)
     # Rotations go through the kernels and FFTs in batches: a call per batch rather than per
@@ -1063,8 +1063,9 @@ def _sweep(
             )  # fmt: skip
         else:
             moved = _rotated_targets(
-                target, angles[batch], thetas[::n], grid.shape, centre_in, centre_out, memo
-            )
+                target, angles[batch], thetas[::n], grid.shape, centre_in, centre_out,
+                memo.rotated, canvas,
+            )  # fmt: skip
             which = np.repeat(np.arange(m), n)
             raw, centred = _extract_regions(moved, which, tops, lefts, rows, cols, *fft_shape)
         spectra = _rfft2(centred, workers)
@@ -1095,23 +1096,23 @@ def _rotated_targets(
     shape: tuple[int, int],
     centre_in: tuple[float, float],
     centre_out: tuple[float, float],
-    memo: _Memo,
+    rotated: _Rotated | None = None,
+    canvas: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """``_rotate_stack`` of the target onto a grid of ``shape`` at ``thetas`` (radians of
-    ``angles``): windows of the target's kept rotated copies (``memo.rotated``), made and
-    kept when missing; made directly when none are kept or the grid does not fit."""
-    canvas = None if memo.rotated is None else memo.rotated.canvas(shape)
-    if canvas is None:
+    ``angles``): windows of the target's kept rotated copies on ``canvas``
+    (:meth:`_Rotated.canvas`), made and kept when missing; made directly when no canvas."""
+    if rotated is None or canvas is None:
         return _rotate_stack(target, thetas, *shape, *centre_in, *centre_out)
     keys = [(round(float(angle), 6), canvas) for angle in angles]
-    found = [memo.rotated.get(key) for key in keys]
+    found = [rotated.get(key) for key in keys]
     missing = [i for i, image in enumerate(found) if image is None]
     if missing:
         centre = ((canvas[0] - 1) / 2.0, (canvas[1] - 1) / 2.0)
         made = _rotate_stack(target, thetas[missing], *canvas, *centre_in, *centre)
         for i, image in zip(missing, made, strict=True):
             found[i] = image
-            memo.rotated.put(keys[i], image)
+            rotated.put(keys[i], image)
     # The grid's centre lies a whole number of pixels from the canvas's (same parity).
     top, left = (canvas[0] - shape[0]) // 2, (canvas[1] - shape[1]) // 2
     return np.stack([image[top : top + shape[0], left : left + shape[1]] for image in found])

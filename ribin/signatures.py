@@ -124,6 +124,8 @@ LCN_WINDOW_UM = 100.0
 SMOOTH_CUTOFF_UM = 32.0
 #: Breech-face short cut-off of the ``whiten`` step (um).
 WHITEN_CUTOFF_UM = 64.0
+#: The breech-face short cut-off (um) a 2D step raises the band-pass's to, at least.
+BF_SHORT_CUTOFF_UM = {"smooth": SMOOTH_CUTOFF_UM, "whiten": WHITEN_CUTOFF_UM}
 #: Octave-scale smoothing of the radial amplitude spectrum of the ``whiten`` step.
 WHITEN_SMOOTH_OCTAVES = 0.25
 
@@ -383,10 +385,10 @@ def _region_signature(
         if kind == "firing_pin":
             steps = FIRING_PIN_STEPS.get(method, steps)
         values = _photometric(values, window, steps, in_px)
-        if "smooth" in steps and kind == "breech_face":
-            params = {**params, "short_cutoff_um": max(params["short_cutoff_um"], SMOOTH_CUTOFF_UM)}
-        if "whiten" in steps and kind == "breech_face":
-            params = {**params, "short_cutoff_um": max(params["short_cutoff_um"], WHITEN_CUTOFF_UM)}
+        if kind == "breech_face":
+            floors = [BF_SHORT_CUTOFF_UM[step] for step in steps if step in BF_SHORT_CUTOFF_UM]
+            short = max([params["short_cutoff_um"], *floors])
+            params = {**params, "short_cutoff_um": short}
     values = level(values, params["form_order"]).astype(np.float32)
     sigma = robust_std(values)
     values[np.abs(values - np.nanmedian(values)) > params["outlier_sigma"] * sigma] = np.nan

@@ -606,14 +606,17 @@ def test_a_window_of_the_rotated_canvas_is_the_rotation_onto_the_grid():
     angles = np.array([-33.0, 0.0, 12.0])
     thetas = np.radians(angles)
     centre_in = (50.0, 50.0)
-    memo = cmp._Memo(rotated=cmp._Rotated(target.shape, 1 << 24, margin=7))
+    rotated = cmp._Rotated(target.shape, 1 << 24, margin=7)
     for shape in ((101, 101), (96, 103), (110, 115), (115, 115), (130, 90)):
         centre_out = ((shape[0] - 1) / 2.0, (shape[1] - 1) / 2.0)
         direct = cmp._rotate_stack(target, thetas, *shape, *centre_in, *centre_out)
-        kept = cmp._rotated_targets(target, angles, thetas, shape, centre_in, centre_out, memo)
+        canvas = rotated.canvas(shape)
+        kept = cmp._rotated_targets(
+            target, angles, thetas, shape, centre_in, centre_out, rotated, canvas
+        )
         assert_array_equal(kept.view(np.uint32), direct.view(np.uint32))
-    assert memo.rotated.canvas((130, 90)) is None
-    assert {key[1] for key in memo.rotated.images} == {(115, 115), (116, 115)}
+    assert rotated.canvas((130, 90)) is None
+    assert {key[1] for key in rotated.images} == {(115, 115), (116, 115)}
 
 
 def test_rotated_copies_stop_at_their_budget():
