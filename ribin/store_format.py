@@ -921,13 +921,16 @@ def _whole(data: h5py.Dataset) -> np.ndarray:
 def _strings(group: h5py.Group, name: str) -> np.ndarray:
     data = _member(group, name, h5py.Dataset)
     check_dataset(data, kinds="ST", ndim=1, max_points=MAX_ROWS)
-    if data.dtype.kind != "S":  # variable-length strings, as other tools may write them
-        return np.asarray(data.asstr()[()], dtype=object)
-    raw = _whole(data)
     try:
-        text = raw.astype(str)  # numpy decodes ASCII in one pass
+        if data.dtype.kind != "S":  # variable-length strings, as other tools may write them
+            return np.asarray(data.asstr()[()], dtype=object)
+        raw = _whole(data)
+        try:
+            text = raw.astype(str)  # numpy decodes ASCII in one pass
+        except UnicodeDecodeError:
+            text = np.char.decode(raw, "utf-8")
     except UnicodeDecodeError:
-        text = np.char.decode(raw, "utf-8")
+        raise StoreError(f"{_where(data)}: text that is not valid UTF-8") from None
     return text.astype(object)  # plain Python str, cheap to hash and compare
 
 

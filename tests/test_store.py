@@ -506,6 +506,18 @@ def test_bad_files(tmp_path: Path, filled: Path) -> None:
         del f.attrs["created_by"]
     _one_line_store_error(no_attr, "missing attribute 'created_by'")
 
+    for name, make in (("bad_text.h5", "S"), ("bad_vlen.h5", "T")):
+        bad_text = tmp_path / name  # a column of bytes that are not UTF-8
+        shutil.copy(segment, bad_text)
+        with h5py.File(bad_text, "r+") as f:
+            n = len(f["index"]["site"])
+            del f["index"]["site"]
+            dtype = "S4" if make == "S" else h5py.string_dtype("utf-8")
+            f["index"].create_dataset(
+                "site", data=np.array([b"\xff\xfe"] * n, dtype="S4"), dtype=dtype
+            )
+        _one_line_store_error(bad_text, f"{name}: index/site: text that is not valid UTF-8")
+
     broken = tmp_path / "broken"
     shutil.copytree(filled, broken)
     (broken / "manifest.json").write_text('{"format": "ribin-store", "format_v')
