@@ -56,6 +56,7 @@ import argparse
 import csv
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -76,12 +77,16 @@ from ribin.exhibit import REGIONS, Signature
 from ribin.io import read_casing
 from ribin.preprocess import gaussian_nan
 from ribin.signatures import DEFAULT_ILLUMINATION_2D, ILLUMINATION_METHODS, extract
+from ribin.synthetic import COMMITTED_SET, generate_set
 from ribin.synthetic.lighting import LIGHTING_MODELS
 
 SYNTHETIC_DIR = REPO / "data" / "synthetic_casings"
 BIG = 10_000
 TOP = 20  # the search's default list length
 K_DEFAULT = 10  # the default shortlist per region at BIG: max(10, ceil(0.001 BIG))
+RECIPE = "{firearms} firearms x {shots} shots per modality, {pixel_size_um} um".format(
+    **COMMITTED_SET
+)
 
 
 # ----------------------------------------------------------------- feature variants tried
@@ -330,16 +335,19 @@ def print_recall(name: str, variant: str, fig: dict, table: list) -> None:
     )
 
 
-def synthetic_set(method: str | None) -> dict[str, tuple[list, list, list[Signature]]]:
-    """The committed synthetic set per modality: (labels, sources, signatures by region)."""
-    with open(SYNTHETIC_DIR / "manifest.csv", newline="") as fh:
+def synthetic_set(
+    method: str | None, folder: Path = SYNTHETIC_DIR
+) -> dict[str, tuple[list, list, list[Signature]]]:
+    """A synthetic set (default the committed one) per modality: (labels, sources,
+    signatures by region)."""
+    with open(folder / "manifest.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     out: dict[str, tuple[list, list, list]] = {}
     for modality in ("3d", "2d"):
         labels, sigs = [], []
         for row in (r for r in rows if r["modality"] == modality):
             options = {"illumination": method} if modality == "2d" else {}
-            ex = extract(read_casing(SYNTHETIC_DIR / row["file"]), **options)
+            ex = extract(read_casing(folder / row["file"]), **options)
             labels.append(row["firearm"])
             sigs.append(ex.signatures())
         out[modality] = (labels, list(range(len(labels))), sigs)
@@ -388,19 +396,26 @@ def pair_scores(sigs: list[Signature | None]) -> np.ndarray:
 
 
 def figures(labels: list, matrix: np.ndarray) -> dict:
-    """AUC, EER, extremes and search top-1 (a mate strictly above every non-mate)."""
+    """AUC, EER, extremes, search top-1 (a mate strictly above every non-mate) and the
+    smallest top-1 margin (best mate minus best non-mate score, over the queries)."""
     n = len(labels)
     pairs = [(i, j) for i, j in all_pairs(n) if np.isfinite(matrix[i, j])]
     scores = np.array([matrix[i, j] for i, j in pairs])
     match = np.array([labels[i] == labels[j] for i, j in pairs])
     hits = queries = 0
+    misses, margins = [], []
     for q in range(n):
         row = np.where(np.isfinite(matrix[q]), matrix[q], -np.inf)
         mates = [k for k in range(n) if k != q and labels[k] == labels[q]]
         others = [k for k in range(n) if k != q and labels[k] != labels[q]]
         if mates and np.isfinite(row[mates]).any():
             queries += 1
-            hits += bool(row[mates].max() > row[others].max())
+            hit = bool(row[mates].max() > row[others].max())
+            margins.append(float(row[mates].max() - row[others].max()))
+            hits += hit
+            if not hit:
+                best = others[int(np.argmax(row[others]))]
+                misses.append(f"{q}({labels[q]}) {row[mates].max():.2f}<={row[best]:.2f} {best}")
     return {
         "pairs": len(pairs),
         "matches": int(match.sum()),
@@ -409,6 +424,8 @@ def figures(labels: list, matrix: np.ndarray) -> dict:
         "weakest_match": float(scores[match].min()),
         "strongest_non": float(scores[~match].max()),
         "top1": hits / max(queries, 1),
+        "misses": misses,
+        "margin": min(margins, default=float("nan")),
     }
 
 
@@ -513,6 +530,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-time", action="store_true")
     parser.add_argument("--skip-firing-pin", action="store_true")
     parser.add_argument(
+        "--skip-prefilter",
+        action="store_true",
+        help="skip part 1 (prefilter recall; needs --skip-time, which uses its ranks)",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--synthetic-dir",
+        type=Path,
+        help="another synthetic set (a folder with manifest.csv) instead of the committed one",
+    )
+    where.add_argument(
+        "--synthetic-seed",
+        type=int,
+        help="generate a held-out synthetic set: the committed set's recipe "
+        "(ribin.synthetic.COMMITTED_SET) with this seed, in a temporary folder",
+    )
+    parser.add_argument(
         "--skip-exhaustive",
         action="store_true",
         help="do not compare every 2D pair (the reference of what a shortlist must keep)",
@@ -522,13 +556,31 @@ def main(argv: list[str] | None = None) -> int:
     models = [m for m in args.models.split(",") if m]
     if bad := [m for m in models if m not in LIGHTING_MODELS]:
         parser.error(f"unknown lighting models {bad}")
+    if args.skip_prefilter and not args.skip_time:
+        parser.error("--skip-prefilter needs --skip-time (part 3 uses part 1's ranks)")
+    if args.synthetic_dir is not None and not (args.synthetic_dir / "manifest.csv").is_file():
+        parser.error(f"{args.synthetic_dir}: no manifest.csv (not a synthetic set)")
+    if args.synthetic_seed is not None:
+        with tempfile.TemporaryDirectory(prefix="ribin-synthetic-") as folder:
+            recipe = {**COMMITTED_SET, "seed": args.synthetic_seed}
+            generate_set(folder, **recipe)
+            set_name = f"held-out synthetic set ({RECIPE}, seed {args.synthetic_seed})"
+            return _run(args, models, Path(folder), set_name)
+    if args.synthetic_dir is not None:
+        return _run(args, models, args.synthetic_dir, f"synthetic set {args.synthetic_dir}")
+    return _run(args, models, SYNTHETIC_DIR, f"committed synthetic set ({RECIPE})")
+
+
+def _run(args: argparse.Namespace, models: list[str], folder: Path, set_name: str) -> int:
+    """The benchmark's parts on the synthetic set in ``folder`` (named ``set_name``)."""
     variants = list(FEATURES) if args.variants else ["stored"]
     print(f"machine: {machine()}; 2D method {args.illumination}; load {os.getloadavg()[0]:.1f}")
+    print(f"synthetic set: {set_name}")
 
     table: list[list] = []
     worst = 0.0  # share of pooled non-matches above the worst 2D true match (stored vectors)
     worst_listed = 0.0  # expected rank of the worst true match the exhaustive search lists
-    synthetic = synthetic_set(args.illumination)
+    synthetic = synthetic_set(args.illumination, folder)
     matrices: dict[tuple[str, str], np.ndarray] = {}
     coarse_cost: list[float] = []  # seconds per candidate of the coarse correlation
 
@@ -539,13 +591,14 @@ def main(argv: list[str] | None = None) -> int:
             matrices[modality, region] = pair_scores([s.get(region) for s in sigs])
         return matrices[modality, region]
 
-    print(
-        "\n1. Prefilter recall (ranks among all candidates; z against each query's"
-        " non-matches); beside it, the true matches the exhaustive comparison lists in its top"
-        f" {TOP} at N = {BIG} and how many of those the default shortlist (K = {K_DEFAULT})"
-        " would drop"
-    )
-    for modality in ("3d", "2d"):
+    if not args.skip_prefilter:
+        print(
+            "\n1. Prefilter recall (ranks among all candidates; z against each query's"
+            " non-matches); beside it, the true matches the exhaustive comparison lists in its"
+            f" top {TOP} at N = {BIG} and how many of those the default shortlist"
+            f" (K = {K_DEFAULT}) would drop"
+        )
+    for modality in () if args.skip_prefilter else ("3d", "2d"):
         labels, sources, sigs = synthetic[modality]
         for region in ("breech_face", "firing_pin"):
             keep = [i for i, s in enumerate(sigs) if region in s]
@@ -569,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
                 print_recall(f"synthetic {modality} {region}", "coarse", fig, table)
     lighting_rows: list[list] = []
     lighting_columns: list[str] = []
-    if not args.skip_fadul and FADUL_DIR.exists():
+    if not (args.skip_prefilter or args.skip_fadul) and FADUL_DIR.exists():
         names, labels, casings = fadul_casings()
         sigs3 = [extract(c).breech_face for c in casings]
         vec3 = np.stack([prefilter.features(s) for s in sigs3])
@@ -643,31 +696,32 @@ def main(argv: list[str] | None = None) -> int:
         f"the ones whose expected prefilter rank at {BIG} is beyond the default shortlist "
         f"(K = {K_DEFAULT} per region), with the worst expected prefilter rank among them."
     )
-    record(
-        f"{args.name}_prefilter",
-        "2D prefilter: rank of every true match among all candidates (3D beside it)",
-        [
-            "set / region",
-            "features",
-            "true-match pairs",
-            "candidates per query",
-            "rank median / max",
-            "true-match z min / median",
-            "non-match z p99.9",
-            "worst true match, expected rank at N = 10^4",
-            "listed by the exhaustive search at 10^4",
-            "of those dropped by K = 10 (worst expected rank)",
-        ],
-        table,
-        f"2D method {args.illumination}. 'stored': the vectors a store holds for every "
-        "signature (ribin.prefilter.features); the others: 2D variants tried "
-        "(bench_2d_search.py; docs/method.md, '2D prefilter'). Fadul 2d: the 19 scans "
-        "rendered per lighting model, lighting varied per shot; 'pooled lights': a query "
-        "under one light, candidates under all. Renderings of the query's own scan are never "
-        "candidates (same source). 'coarse': not a stored vector but a cheap partial "
-        f"comparison (signatures at {COARSE_UM:.0f} um, correlation over rotations and "
-        "translations), measured as a second stage would use it." + listed_note,
-    )
+    if table:
+        record(
+            f"{args.name}_prefilter",
+            "2D prefilter: rank of every true match among all candidates (3D beside it)",
+            [
+                "set / region",
+                "features",
+                "true-match pairs",
+                "candidates per query",
+                "rank median / max",
+                "true-match z min / median",
+                "non-match z p99.9",
+                "worst true match, expected rank at N = 10^4",
+                "listed by the exhaustive search at 10^4",
+                "of those dropped by K = 10 (worst expected rank)",
+            ],
+            table,
+            f"2D method {args.illumination}. 'stored': the vectors a store holds for every "
+            "signature (ribin.prefilter.features); the others: 2D variants tried "
+            "(bench_2d_search.py; docs/method.md, '2D prefilter'). Fadul 2d: the 19 scans "
+            "rendered per lighting model, lighting varied per shot; 'pooled lights': a query "
+            "under one light, candidates under all. Renderings of the query's own scan are never "
+            "candidates (same source). 'coarse': not a stored vector but a cheap partial "
+            f"comparison (signatures at {COARSE_UM:.0f} um, correlation over rotations and "
+            "translations), measured as a second stage would use it." + listed_note,
+        )
     if lighting_rows:
         record(
             f"{args.name}_lighting",
@@ -684,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
 
     fp_rows = []
     if not args.skip_firing_pin:
-        print("\n2. 2D firing pin (synthetic set): detection and comparison")
+        print(f"\n2. 2D firing pin ({set_name}): detection and comparison")
     for modality in () if args.skip_firing_pin else ("3d", "2d"):
         labels, _, sigs = synthetic[modality]
         found = sum("firing_pin" in s for s in sigs)
@@ -696,12 +750,14 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"  {modality} {name:<11}: AUC {fig['auc']:.3f} EER {fig['eer']:.3f} weakest "
                 f"match {fig['weakest_match']:.2f} strongest non-match "
-                f"{fig['strongest_non']:.2f} top-1 {fig['top1']:.3f}"
+                f"{fig['strongest_non']:.2f} top-1 {fig['top1']:.3f} "
+                f"(smallest margin {fig['margin']:.2f})"
                 + (
                     f" (firing pin detected on {found} of {len(sigs)})"
                     if name == "firing pin"
                     else ""
                 )
+                + (f"; top-1 missed: {', '.join(fig['misses'])}" if fig["misses"] else "")
             )
             fp_rows.append(
                 [
@@ -712,6 +768,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{fig['eer']:.3f}",
                     f"{fig['weakest_match']:.2f} / {fig['strongest_non']:.2f}",
                     f"{fig['top1']:.3f}",
+                    f"{fig['margin']:.2f}",
                 ]
             )
     if fp_rows:
@@ -726,11 +783,14 @@ def main(argv: list[str] | None = None) -> int:
                 "EER",
                 "weakest match / strongest non-match score",
                 "search top-1",
+                "smallest top-1 margin",
             ],
             fp_rows,
-            f"Committed synthetic set (8 firearms x 3 shots per modality), every pair; 2D method "
+            f"{set_name[0].upper()}{set_name[1:]}, every pair; 2D method "
             f"{args.illumination}. 'BF + FP': the search's combined score (sum of the compared "
-            "regions' scores; a casing without a detected pin adds 0).",
+            "regions' scores; a casing without a detected pin adds 0). Smallest top-1 margin: "
+            "over the queries, the best mate's score minus the best non-mate's (negative: a "
+            "non-mate ranked first).",
         )
 
     if not args.skip_time:

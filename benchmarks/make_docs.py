@@ -41,6 +41,10 @@ SEED9 = ["--seed", "9", "--sweep", "aligned", "--no-3d", "--name", "2d_real_seed
 LOGSMOOTH_R025 = ["--sweep", "aligned", "--no-3d", "--methods", "log-smooth@0.25"]
 LOGSMOOTH_R025 += ["--name", "2d_real_logsmooth_r025"]
 
+#: 2D firing pin scored or not: part 2 of bench_2d_search.py alone (docs/method.md, "2D
+#: firing pin"), on the committed synthetic set and on a held-out one (seed 2025)
+FP2D = ["--skip-prefilter", "--skip-fadul", "--skip-time", "--skip-exhaustive"]
+
 #: name -> (script, arguments of the full run, arguments of a quick run)
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "extraction": ("bench_extraction.py", [], ["--shots", "1", "--repeat", "1"]),
@@ -79,6 +83,16 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
         [*SEED5, "--models", "ring"],
     ),
     "2d_search": ("bench_2d_search.py", ["--variants"], ["--models", "ring", "--skip-time"]),
+    "2d_firing_pin": (
+        "bench_2d_search.py",
+        [*FP2D, "--name", "2d_fp_committed"],
+        [*FP2D, "--name", "2d_fp_committed"],
+    ),
+    "2d_firing_pin_seed2025": (
+        "bench_2d_search.py",
+        [*FP2D, "--synthetic-seed", "2025", "--name", "2d_fp_seed2025"],
+        [*FP2D, "--synthetic-seed", "2025", "--name", "2d_fp_seed2025"],
+    ),
     "extraction_glare": (
         "bench_extraction.py",
         [*GLARE, "--skip-timing"],
@@ -120,6 +134,8 @@ ORDER = [
     "2d_search_lighting",
     "2d_search_firing_pin",
     "2d_search_time",
+    "2d_fp_committed_firing_pin",
+    "2d_fp_seed2025_firing_pin",
     "extraction",
     "extraction_glare",
 ]

@@ -551,7 +551,7 @@ def run_search(
                 searcher=p.searcher,
                 scope=scope_text,
                 countries=tuple(sorted(p.scope.countries or network.countries)),
-                candidates=_combine(per_region, rows_of, top, scored_regions(p.query.regions)),
+                candidates=_combine(per_region, rows_of, top),
                 by_region=by_region,
                 compared=sum(
                     1
@@ -665,31 +665,17 @@ def combined_log_lr(
     )
 
 
-#: Regions of a modality that are compared and listed (``by_region``, each candidate's
-#: region entry) but not added to the combined score: the 2D firing pin, whose CMC counts
-#: (up to 2.4 between different firearms on the synthetic set) outweigh the 2D breech face's
-#: (mostly 0 plus the tie-break) and cost search top-1 (docs/method.md, "2D firing pin").
-UNSCORED: frozenset[tuple[str, str]] = frozenset({("firing_pin", "2d")})
-
-
-def scored_regions(regions: Sequence[RegionQuery]) -> tuple[str, ...]:
-    """The query regions whose scores the combined score adds (not in :data:`UNSCORED`)."""
-    return tuple(r.region for r in regions if (r.region, r.signature.modality) not in UNSCORED)
-
-
 def _combine(
     per_region: dict[str, dict[str, RegionMatch]],
     rows_of: dict[str, CandidateRow],
     top: int,
-    scored: Sequence[str] | None = None,
 ) -> tuple[Candidate, ...]:
-    """One list ranked by :func:`combined_score` of the ``scored`` regions (default: all),
-    the log10 LR shown beside it."""
+    """One list ranked by :func:`combined_score` of every compared region (2D firing pin
+    included: docs/method.md, "2D firing pin"), the log10 LR shown beside it."""
     combined = []
     for key in rows_of:
         regions = {r: per_region[r].get(key) for r in REGIONS if r in per_region}
-        counted = {r: m for r, m in regions.items() if scored is None or r in scored}
-        score = combined_score(counted)
+        score = combined_score(regions)
         if score is None:
             continue
         combined.append((key, score, regions))
@@ -740,9 +726,8 @@ def _provenance(
         "cmc_params": {k: asdict(v) for k, v in cmc_params.items()},
         **_cmc_params_2d(exhibit, cmc_params),
         "calibration": {k: m.source for k, m in (calibration or {}).items()},
-        "combination": "ranked by the sum of region scores (a 2D firing pin is compared and "
-        "listed, not added); log_lr: sum of the calibrated regions' log10 LRs (regions taken "
-        "as independent)",
+        "combination": "ranked by the sum of region scores; log_lr: sum of the calibrated "
+        "regions' log10 LRs (regions taken as independent)",
         "network": network.source,
     }
 

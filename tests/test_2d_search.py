@@ -165,13 +165,31 @@ def test_firing_pin_detected_on_a_rendered_casing_under_glare():
     assert np.count_nonzero(overlap) / np.count_nonzero(detection.firing_pin_mask | pin) > 0.7
 
 
-def test_a_2d_firing_pin_is_compared_but_not_added_to_the_score(tmp_path):
-    _write(tmp_path / "store")
+def test_a_2d_firing_pin_is_added_to_the_score(tmp_path):
+    """Scored since the rank-whiten re-measure (docs/method.md, "2D firing pin"): a
+    candidate whose firing pin alone matches the query's ranks above those with neither."""
+    pin_only = Exhibit(
+        "E",
+        Signature("breech_face", _view(5, 1), PIXEL_UM, "2d"),
+        _exhibit_2d("E", 1, 2).firing_pin,  # the query firearm's firing pin, another shot
+        f"{5:032x}{2:032x}",
+        "E.png",
+        "test",
+    )
+    with SignatureStore.open(tmp_path / "store", "a") as writer:
+        writer.add_many([(_exhibit_2d(*row), {"country": "BB"}) for row in ROWS])
+        writer.add(pin_only, {"country": "BB"})
     with SignatureStore.open(tmp_path / "store", "r") as reader:
         result = search(reader, "Q", scope="country")
-    assert result.candidates
+    assert "firing_pin" in result.by_region
+    by_id = {c.exhibit_id: c for c in result.candidates}
+    assert set(by_id) == {"A", "B", "C", "D", "E"}
     for candidate in result.candidates:
         assert candidate.firing_pin is not None and candidate.firing_pin.score is not None
-        assert candidate.score == pytest.approx(candidate.breech_face.score)
-    assert "firing_pin" in result.by_region
-    assert "2D firing pin" in result.provenance["combination"]
+        expected = candidate.breech_face.score + candidate.firing_pin.score
+        assert candidate.score == pytest.approx(expected)
+    # E's breech face is another firearm's: no better than B, C, D on that region alone
+    assert by_id["E"].breech_face.score < by_id["A"].breech_face.score
+    assert by_id["E"].firing_pin.score > 1 + max(by_id[k].firing_pin.score for k in "BCD")
+    assert [c.exhibit_id for c in result.candidates[:2]] == ["A", "E"]
+    assert "not added" not in result.provenance["combination"]
