@@ -82,7 +82,7 @@ from ribin.exhibit import REGIONS, Signature
 from ribin.io import read_casing
 from ribin.preprocess import gaussian_nan
 from ribin.signatures import DEFAULT_ILLUMINATION_2D, ILLUMINATION_METHODS, extract
-from ribin.synthetic.lighting import LIGHTING_MODELS
+from ribin.synthetic.lighting import LIGHTING_MODELS, LIGHTING_PARAMETERS
 
 SYNTHETIC_DIR = REPO / "data" / "synthetic_casings"
 BIG = 10_000
@@ -512,6 +512,41 @@ def same_scan(vectors: dict[str, np.ndarray], labels: list) -> list[tuple[str, f
     return cells
 
 
+def keypoint_lighting(
+    casings: list, shots: dict, lights: dict, sigs3: list[Signature], seed: int, method: str
+) -> None:
+    """Do keypoints survive a change of light? Each Fadul shot's keypoint score against the
+    same scan rendered again (a) with the same lighting parameters, new albedo and noise,
+    (b) under a new lighting draw of the same model, (c) measured in 3D; printed: the median
+    same-scan score, the median and largest score against the other scans of that second
+    set, and on how many scans the same scan beats every other one."""
+    print("\n  Keypoints and lighting: one scan against itself re-rendered (Fadul)", flush=True)
+    for model in shots:
+        again: dict[str, list[Signature]] = {"same light, new noise": [], "new lighting draw": []}
+        for i, casing in enumerate(casings):
+            held = {k: v for k, v in lights[model][i].items() if k in LIGHTING_PARAMETERS}
+            index = LIGHTING_MODELS.index(model)
+            shot, _ = rendered(casing, model, (seed, index, i), fix=held)
+            again["same light, new noise"].append(extract(shot, illumination=method).breech_face)
+            shot, _ = rendered(casing, model, (seed + 1000, index, i))
+            again["new lighting draw"].append(extract(shot, illumination=method).breech_face)
+        again["3d scan"] = sigs3
+        for setting in KEYPOINT_SETTINGS:
+            mine = [keypoint_features(s, setting) for s in shots[model]]
+            for name, others in again.items():
+                theirs = [keypoint_features(s, setting) for s in others]
+                score = np.array([[keypoint_pair(a, b, setting) for b in theirs] for a in mine])
+                same = np.diag(score)
+                other = score[~np.eye(len(mine), dtype=bool)].reshape(len(mine), -1)
+                print(
+                    f"  {model:<8} {setting:<9} vs {name:<22}: same scan median"
+                    f" {np.median(same):5.1f};"
+                    f" other scans median {np.median(other):4.1f} max {other.max():5.1f}; same scan"
+                    f" above every other on {(same > other.max(axis=1)).sum()} of {len(same)}",
+                    flush=True,
+                )
+
+
 # ----------------------------------------------------------------------- firing pin 2D
 
 
@@ -737,13 +772,15 @@ def main(argv: list[str] | None = None) -> int:
             fig = recall_scores(labels, names, pair_variant(variant, sigs3), None)
             print_recall("Fadul 3d breech_face", variant, fig, table)
         shots: dict[str, list[Signature]] = {}
+        lights: dict[str, list[dict]] = {}
         for model_index, model in enumerate(LIGHTING_MODELS):
             if model not in models:
                 continue
-            shots[model] = []
+            shots[model], lights[model] = [], []
             for i, casing in enumerate(casings):
-                shot, _ = rendered(casing, model, (args.seed, model_index, i))
+                shot, light = rendered(casing, model, (args.seed, model_index, i))
                 shots[model].append(extract(shot, illumination=args.illumination).breech_face)
+                lights[model].append(light)
         everything = [s for model in shots for s in shots[model]]
         pooled_labels = labels * len(shots)
         pooled_sources = names * len(shots)
@@ -768,6 +805,8 @@ def main(argv: list[str] | None = None) -> int:
             for variant in pair_variants:
                 scores = pair_variant(variant, chosen)
                 print_recall(title, variant, recall_scores(lab, src, scores, found), table)
+        if args.keypoints:
+            keypoint_lighting(casings, shots, lights, sigs3, args.seed, args.illumination)
         if len(shots) > 1:
             print("\n  Lighting invariance: one scan under two lights (and its 3D scan)")
             for variant in variants:
