@@ -27,6 +27,10 @@ Three parts, each printed with the 3D figures of the same surfaces beside it:
    energy), and ``coarse``, a cheap partial comparison for a second stage: the largest
    correlation over rotations and translations of the signatures smoothed and sampled at
    :data:`COARSE_UM` (:func:`coarse_scores`; its measured cost per candidate is printed).
+   ``--keypoints`` scores ``coarse`` and local features (:data:`KEYPOINT_SETTINGS`: SIFT
+   with a Hough vote on rotation and translation, ORB with a ratio test and RANSAC) on the
+   2D signatures and on the 3D ones beside them (:func:`keypoint_scores`; measured cost per
+   candidate, descriptors precomputed, printed).
    With the variants, a lighting-invariance check: one Fadul scan under two lights (and
    its 3D scan) scored against itself, as z against the non-matches (:func:`same_scan`).
 2. **2D firing pin.** Detected firing pins on the synthetic 2D set, and the 2D firing-pin
@@ -46,6 +50,7 @@ Three parts, each printed with the 3D figures of the same surfaces beside it:
     nice -n 10 python benchmarks/bench_2d_search.py --variants    # the same, printed (~15 min)
     nice -n 10 python benchmarks/bench_2d_search.py --models ring --skip-time --skip-exhaustive
     nice -n 10 python benchmarks/bench_2d_search.py --illumination integrate --variants
+    nice -n 10 python benchmarks/bench_2d_search.py --keypoints --skip-time --skip-firing-pin
 
 Nothing is cached: renderings are made in memory.
 """
@@ -61,6 +66,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage, special
@@ -78,7 +84,7 @@ from ribin.io import read_casing
 from ribin.preprocess import gaussian_nan
 from ribin.signatures import DEFAULT_ILLUMINATION_2D, ILLUMINATION_METHODS, extract
 from ribin.synthetic import COMMITTED_SET, generate_set
-from ribin.synthetic.lighting import LIGHTING_MODELS
+from ribin.synthetic.lighting import LIGHTING_MODELS, LIGHTING_PARAMETERS
 
 SYNTHETIC_DIR = REPO / "data" / "synthetic_casings"
 BIG = 10_000
@@ -223,6 +229,139 @@ def coarse_scores(signatures: list[Signature]) -> tuple[np.ndarray, float]:
             scores[i, j] = scores[j, i] = corr.max()
     per_pair = (time.perf_counter() - started) / max(n * (n - 1) / 2, 1)
     return scores, per_pair
+
+
+# ------------------------------------------ local features (keypoints), a score per pair
+
+KEYPOINT_TILE_PX = 4.0
+"""Translation cell of the keypoint vote (signature pixels: 50 um at 12.5 um)."""
+KEYPOINT_ANGLE_DEG = 15.0
+"""Rotation cell of the keypoint vote."""
+KEYPOINT_SCALE = 1.3
+"""A match is voted only when its keypoints' sizes agree within this factor (one scale)."""
+KEYPOINT_EDGE_PX = 6
+"""Keypoints within this many pixels of the region's edge are not detected."""
+#: Settings tried: (detector, upsampling of the image, geometric check). ``keypoints``:
+#: SIFT on the signature, each descriptor's nearest neighbour among the candidate's, a
+#: Hough vote on rotation (the keypoints' orientations) and translation; score = keypoints in
+#: the best (rotation, translation) cell and its upper neighbours. ``orb``: ORB (2000
+#: keypoints) on the signature upsampled x2, Lowe's ratio test at 0.8, then a rotation +
+#: translation (+ scale within 10 %) by RANSAC (3 px); score = inliers.
+KEYPOINT_SETTINGS: dict[str, tuple[str, int, str]] = {
+    "keypoints": ("sift", 1, "hough"),
+    "orb": ("orb", 2, "ransac"),
+}
+
+
+def keypoint_image(signature: Signature, upsample: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The signature as an 8-bit image (1st-99th percentile of its valid values to 0-255) and
+    the detection mask (valid pixels at least :data:`KEYPOINT_EDGE_PX` from the edge)."""
+    values = np.asarray(signature.surface, np.float64)
+    valid = np.isfinite(values)
+    if not valid.any():
+        return np.zeros(values.shape, np.uint8), np.zeros(values.shape, np.uint8)
+    low, high = np.percentile(values[valid], [1.0, 99.0])
+    scaled = (np.where(valid, values, (low + high) / 2) - low) / max(high - low, 1e-12)
+    image = (np.clip(scaled, 0.0, 1.0) * 255).astype(np.uint8)
+    mask = ndimage.binary_erosion(valid, iterations=KEYPOINT_EDGE_PX).astype(np.uint8) * 255
+    if upsample > 1:
+        image = cv2.resize(image, None, fx=upsample, fy=upsample, interpolation=cv2.INTER_LINEAR)
+        mask = cv2.resize(mask, None, fx=upsample, fy=upsample, interpolation=cv2.INTER_NEAREST)
+    return image, mask
+
+
+def keypoint_features(signature: Signature, setting: str) -> dict:
+    """Keypoints (positions in signature pixels, orientations, sizes) and descriptors."""
+    kind, upsample, _ = KEYPOINT_SETTINGS[setting]
+    detector = cv2.SIFT_create() if kind == "sift" else cv2.ORB_create(2000)
+    image, mask = keypoint_image(signature, upsample)
+    points, descriptors = detector.detectAndCompute(image, mask)
+    return {
+        "xy": np.float32([p.pt for p in points]).reshape(-1, 2) / upsample,
+        "angle": np.float32([p.angle for p in points]),
+        "size": np.float32([p.size for p in points]),
+        "descriptors": descriptors,
+        "norm": cv2.NORM_L2 if kind == "sift" else cv2.NORM_HAMMING,
+    }
+
+
+def _hough(a: dict, b: dict) -> float:
+    """Keypoints of `a` whose nearest descriptor in `b` agrees on one rotation + translation."""
+    matches = cv2.BFMatcher(a["norm"]).match(a["descriptors"], b["descriptors"])
+    q = np.array([m.queryIdx for m in matches])
+    t = np.array([m.trainIdx for m in matches])
+    same_scale = np.abs(np.log(b["size"][t] / a["size"][q])) < np.log(KEYPOINT_SCALE)
+    q, t = q[same_scale], t[same_scale]
+    if q.size == 0:
+        return 0.0
+    turn = np.deg2rad(b["angle"][t] - a["angle"][q])
+    cos, sin = np.cos(turn), np.sin(turn)
+    x, y = a["xy"][q, 0], a["xy"][q, 1]
+    shift_x = b["xy"][t, 0] - (cos * x - sin * y)
+    shift_y = b["xy"][t, 1] - (sin * x + cos * y)
+    n_angles = round(360 / KEYPOINT_ANGLE_DEG)
+    cell_a = np.floor(np.mod(np.rad2deg(turn), 360) / KEYPOINT_ANGLE_DEG).astype(np.int64)
+    cell_x = np.floor(shift_x / KEYPOINT_TILE_PX).astype(np.int64) + 4096
+    cell_y = np.floor(shift_y / KEYPOINT_TILE_PX).astype(np.int64) + 4096
+    keys = []
+    for da in (0, 1):  # each vote also in the upper neighbour cells (soft binning)
+        for dx in (0, 1):
+            for dy in (0, 1):
+                cell = ((cell_a + da) % n_angles * 8192 + cell_x + dx) * 8192 + cell_y + dy
+                keys.append(cell * 65536 + q)
+    cells = np.unique(np.concatenate(keys)) // 65536  # one vote per query keypoint and cell
+    return float(np.unique(cells, return_counts=True)[1].max())
+
+
+def _ransac(a: dict, b: dict) -> float:
+    """Inliers of a rotation + translation (+ scale within 10 %) fitted to ratio-test matches."""
+    pairs = cv2.BFMatcher(a["norm"]).knnMatch(a["descriptors"], b["descriptors"], k=2)
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.8 * p[1].distance]
+    if len(good) < 3:
+        return float(len(good))
+    source = a["xy"][[m.queryIdx for m in good]]
+    target = b["xy"][[m.trainIdx for m in good]]
+    model, inliers = cv2.estimateAffinePartial2D(
+        source, target, method=cv2.RANSAC, ransacReprojThreshold=3.0, maxIters=2000
+    )
+    if model is None or not 0.9 < np.hypot(model[0, 0], model[1, 0]) < 1.1:
+        return 0.0
+    return float(inliers.sum())
+
+
+def keypoint_pair(a: dict, b: dict, setting: str) -> float:
+    """Score of one pair of :func:`keypoint_features` under `setting`."""
+    if any(x["descriptors"] is None or len(x["descriptors"]) < 3 for x in (a, b)):
+        return 0.0
+    return _hough(a, b) if KEYPOINT_SETTINGS[setting][2] == "hough" else _ransac(a, b)
+
+
+def keypoint_scores(signatures: list[Signature], setting: str) -> tuple[np.ndarray, dict]:
+    """Score of every pair (query the lower index; symmetric) and the measured costs: seconds
+    per candidate (matching + geometric check, features precomputed), of which descriptor
+    matching alone, and the median number of keypoints per signature."""
+    features = [keypoint_features(s, setting) for s in signatures]
+    n = len(features)
+    scores = np.full((n, n), -np.inf)
+    started = time.perf_counter()
+    for i in range(n):
+        for j in range(i + 1, n):
+            scores[i, j] = scores[j, i] = keypoint_pair(features[i], features[j], setting)
+    pairs = max(n * (n - 1) / 2, 1)
+    per_pair = (time.perf_counter() - started) / pairs
+    usable = [f for f in features if f["descriptors"] is not None]
+    started = time.perf_counter()
+    for i in range(len(usable)):
+        for j in range(i + 1, len(usable)):
+            cv2.BFMatcher(usable[i]["norm"]).match(
+                usable[i]["descriptors"], usable[j]["descriptors"]
+            )
+    matching = (time.perf_counter() - started) / max(len(usable) * (len(usable) - 1) / 2, 1)
+    return scores, {
+        "pair_s": per_pair,
+        "match_s": matching,
+        "keypoints": float(np.median([len(f["xy"]) for f in features])),
+    }
 
 
 # ------------------------------------------------------------------------------ recall
@@ -381,6 +520,41 @@ def same_scan(vectors: dict[str, np.ndarray], labels: list) -> list[tuple[str, f
     return cells
 
 
+def keypoint_lighting(
+    casings: list, shots: dict, lights: dict, sigs3: list[Signature], seed: int, method: str
+) -> None:
+    """Do keypoints survive a change of light? Each Fadul shot's keypoint score against the
+    same scan rendered again (a) with the same lighting parameters, new albedo and noise,
+    (b) under a new lighting draw of the same model, (c) measured in 3D; printed: the median
+    same-scan score, the median and largest score against the other scans of that second
+    set, and on how many scans the same scan beats every other one."""
+    print("\n  Keypoints and lighting: one scan against itself re-rendered (Fadul)", flush=True)
+    for model in shots:
+        again: dict[str, list[Signature]] = {"same light, new noise": [], "new lighting draw": []}
+        for i, casing in enumerate(casings):
+            held = {k: v for k, v in lights[model][i].items() if k in LIGHTING_PARAMETERS}
+            index = LIGHTING_MODELS.index(model)
+            shot, _ = rendered(casing, model, (seed, index, i), fix=held)
+            again["same light, new noise"].append(extract(shot, illumination=method).breech_face)
+            shot, _ = rendered(casing, model, (seed + 1000, index, i))
+            again["new lighting draw"].append(extract(shot, illumination=method).breech_face)
+        again["3d scan"] = sigs3
+        for setting in KEYPOINT_SETTINGS:
+            mine = [keypoint_features(s, setting) for s in shots[model]]
+            for name, others in again.items():
+                theirs = [keypoint_features(s, setting) for s in others]
+                score = np.array([[keypoint_pair(a, b, setting) for b in theirs] for a in mine])
+                same = np.diag(score)
+                other = score[~np.eye(len(mine), dtype=bool)].reshape(len(mine), -1)
+                print(
+                    f"  {model:<8} {setting:<9} vs {name:<22}: same scan median"
+                    f" {np.median(same):5.1f};"
+                    f" other scans median {np.median(other):4.1f} max {other.max():5.1f}; same scan"
+                    f" above every other on {(same > other.max(axis=1)).sum()} of {len(same)}",
+                    flush=True,
+                )
+
+
 # ----------------------------------------------------------------------- firing pin 2D
 
 
@@ -526,6 +700,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=21, help="seed of the lighting draws")
     parser.add_argument("--variants", action="store_true", help="also the variants tried")
+    parser.add_argument(
+        "--keypoints",
+        action="store_true",
+        help="also the keypoint scores (KEYPOINT_SETTINGS) and the coarse correlation",
+    )
     parser.add_argument("--skip-fadul", action="store_true")
     parser.add_argument("--skip-time", action="store_true")
     parser.add_argument("--skip-firing-pin", action="store_true")
@@ -583,6 +762,20 @@ def _run(args: argparse.Namespace, models: list[str], folder: Path, set_name: st
     synthetic = synthetic_set(args.illumination, folder)
     matrices: dict[tuple[str, str], np.ndarray] = {}
     coarse_cost: list[float] = []  # seconds per candidate of the coarse correlation
+    pair_variants = (["coarse"] if args.variants or args.keypoints else []) + (
+        list(KEYPOINT_SETTINGS) if args.keypoints else []
+    )
+    keypoint_cost: dict[str, list[dict]] = {name: [] for name in KEYPOINT_SETTINGS}
+
+    def pair_variant(variant: str, chosen: list[Signature]) -> np.ndarray:
+        """Score matrix of a per-pair variant (coarse, keypoints), its cost kept."""
+        if variant == "coarse":
+            scores, cost = coarse_scores(chosen)
+            coarse_cost.append(cost)
+            return scores
+        scores, costs = keypoint_scores(chosen, variant)
+        keypoint_cost[variant].append(costs)
+        return scores
 
     def matrix_of(modality: str, region: str) -> np.ndarray:
         """Comparison scores of every pair of the synthetic set (NaN: region missing)."""
@@ -613,13 +806,14 @@ def _run(args: argparse.Namespace, models: list[str], folder: Path, set_name: st
                 if modality == "2d" and variant == "stored":
                     worst = max(worst, fig["exceed_max"])
                     worst_listed = max(worst_listed, fig["listed_worst"])
-            if modality == "2d" and args.variants:
-                scores, cost = coarse_scores([sigs[i][region] for i in keep])
-                coarse_cost.append(cost)
+            for variant in pair_variants:
+                if modality == "3d" and variant == "coarse":
+                    continue
+                scores = pair_variant(variant, [sigs[i][region] for i in keep])
                 fig = recall_scores(
                     [labels[i] for i in keep], [sources[i] for i in keep], scores, found
                 )
-                print_recall(f"synthetic {modality} {region}", "coarse", fig, table)
+                print_recall(f"synthetic {modality} {region}", variant, fig, table)
     lighting_rows: list[list] = []
     lighting_columns: list[str] = []
     if not (args.skip_prefilter or args.skip_fadul) and FADUL_DIR.exists():
@@ -627,14 +821,19 @@ def _run(args: argparse.Namespace, models: list[str], folder: Path, set_name: st
         sigs3 = [extract(c).breech_face for c in casings]
         vec3 = np.stack([prefilter.features(s) for s in sigs3])
         print_recall("Fadul 3d breech_face", "stored", recall(labels, names, vec3), table)
+        for variant in pair_variants[1:]:  # the keypoint scores of the 3D scans
+            fig = recall_scores(labels, names, pair_variant(variant, sigs3), None)
+            print_recall("Fadul 3d breech_face", variant, fig, table)
         shots: dict[str, list[Signature]] = {}
+        lights: dict[str, list[dict]] = {}
         for model_index, model in enumerate(LIGHTING_MODELS):
             if model not in models:
                 continue
-            shots[model] = []
+            shots[model], lights[model] = [], []
             for i, casing in enumerate(casings):
-                shot, _ = rendered(casing, model, (args.seed, model_index, i))
+                shot, light = rendered(casing, model, (args.seed, model_index, i))
                 shots[model].append(extract(shot, illumination=args.illumination).breech_face)
+                lights[model].append(light)
         everything = [s for model in shots for s in shots[model]]
         pooled_labels = labels * len(shots)
         pooled_sources = names * len(shots)
@@ -656,10 +855,11 @@ def _run(args: argparse.Namespace, models: list[str], folder: Path, set_name: st
                 if variant == "stored":
                     worst = max(worst, fig["exceed_max"])
                     worst_listed = max(worst_listed, fig["listed_worst"])
-            if args.variants:
-                scores, cost = coarse_scores(chosen)
-                coarse_cost.append(cost)
-                print_recall(title, "coarse", recall_scores(lab, src, scores, found), table)
+            for variant in pair_variants:
+                scores = pair_variant(variant, chosen)
+                print_recall(title, variant, recall_scores(lab, src, scores, found), table)
+        if args.keypoints:
+            keypoint_lighting(casings, shots, lights, sigs3, args.seed, args.illumination)
         if len(shots) > 1:
             print("\n  Lighting invariance: one scan under two lights (and its 3D scan)")
             for variant in variants:
@@ -685,6 +885,19 @@ def _run(args: argparse.Namespace, models: list[str], folder: Path, set_name: st
             f"  coarse correlation: {1e3 * np.median(coarse_cost):.1f} ms per candidate measured"
             f" ({len(coarse_cost)} sets, median; load {os.getloadavg()[0]:.1f}), so"
             f" {BIG * np.median(coarse_cost):.0f} s over {BIG} candidates on one core",
+            flush=True,
+        )
+    for name, costs in keypoint_cost.items():
+        if not costs:
+            continue
+        pair_s = float(np.median([c["pair_s"] for c in costs]))
+        match_s = float(np.median([c["match_s"] for c in costs]))
+        print(
+            f"  {name}: {1e3 * pair_s:.2f} ms per candidate measured (descriptor matching"
+            f" {1e3 * match_s:.2f} ms of it; median"
+            f" {np.median([c['keypoints'] for c in costs]):.0f} keypoints per signature;"
+            f" {len(costs)} sets, median; load {os.getloadavg()[0]:.1f}), so"
+            f" {BIG * pair_s:.0f} s over {BIG} candidates on one core",
             flush=True,
         )
     listed_note = (
@@ -720,7 +933,8 @@ def _run(args: argparse.Namespace, models: list[str], folder: Path, set_name: st
             "under one light, candidates under all. Renderings of the query's own scan are never "
             "candidates (same source). 'coarse': not a stored vector but a cheap partial "
             f"comparison (signatures at {COARSE_UM:.0f} um, correlation over rotations and "
-            "translations), measured as a second stage would use it." + listed_note,
+            "translations), measured as a second stage would use it. 'keypoints', 'orb': local "
+            "features matched per pair (bench_2d_search.py KEYPOINT_SETTINGS)." + listed_note,
         )
     if lighting_rows:
         record(
