@@ -510,7 +510,14 @@ def run_search(
         rows_of: dict[str, CandidateRow] = {}
         for r in p.query.regions:
             merge = merges[i][r.region]
-            model = (calibration or {}).get(model_key(r.region, r.signature.modality))
+            # a calibration holds for pairs of one modality: none for a query searched against
+            # the other modality (--modality), which `ribin compare` refuses to compare
+            same_modality = (filters.modality or r.signature.modality) == r.signature.modality
+            model = (
+                (calibration or {}).get(model_key(r.region, r.signature.modality))
+                if same_modality
+                else None
+            )
             matches: dict[str, dict[str, Any]] = {}
             for s, shard_found in enumerate(found):
                 for item in shard_found[i].get(r.region, ()):

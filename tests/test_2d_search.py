@@ -193,3 +193,31 @@ def test_a_2d_firing_pin_is_added_to_the_score(tmp_path):
     assert by_id["E"].firing_pin.score > 1 + max(by_id[k].firing_pin.score for k in "BCD")
     assert [c.exhibit_id for c in result.candidates[:2]] == ["A", "E"]
     assert "not added" not in result.provenance["combination"]
+
+
+def test_no_likelihood_ratio_across_modalities(tmp_path):
+    """A 3D query searched against 2D exhibits (``--modality 2d``) gets no LR: the shipped
+    calibration is of 3D pairs, and ``ribin compare`` refuses a 3D-2D pair."""
+    from ribin.calibration import models_for_store
+    from ribin.search_types import Filters
+
+    def exhibit(name: str, firearm: int, shot: int, modality: str) -> Exhibit:
+        bf = Signature("breech_face", _view(firearm, shot), PIXEL_UM, modality)
+        return Exhibit(name, bf, None, f"{firearm:031x}{shot:031x}{modality}", f"{name}", "test")
+
+    rows = [("Q3", 1, 0, "3d"), ("A3", 1, 1, "3d"), ("A2", 1, 1, "2d"), ("B2", 2, 1, "2d")]
+    with SignatureStore.open(tmp_path / "store", "a") as writer:
+        writer.add_many([(exhibit(*row), {"country": "BB"}) for row in rows])
+    models, _ = models_for_store(tmp_path / "store")
+    assert "breech_face/3d" in models
+    with SignatureStore.open(tmp_path / "store", "r") as reader:
+        same = search(reader, "Q3", scope="country", calibration=models)
+        across = search(
+            reader, "Q3", scope="country", calibration=models, filters=Filters(modality="2d")
+        )
+    assert [c.exhibit_id for c in same.candidates] == ["A3"]
+    assert same.candidates[0].log_lr is not None
+    assert {c.exhibit_id for c in across.candidates} == {"A2", "B2"}
+    for candidate in across.candidates:
+        assert candidate.breech_face.score is not None
+        assert candidate.log_lr is None and candidate.breech_face.log_lr is None
