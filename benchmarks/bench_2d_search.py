@@ -988,7 +988,7 @@ def _run(args: argparse.Namespace, models: list[str], folder: Path, set_name: st
     if fp_rows:
         record(
             f"{args.name}_firing_pin",
-            "2D firing pin on the synthetic set: detection and comparison (3D beside it)",
+            f"2D firing pin, {set_name.split(' (')[0]}: detection and comparison (3D beside it)",
             [
                 "modality",
                 "score",

@@ -82,7 +82,12 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
         [*SEED5, "--methods", "rank-whiten,log-smooth@0.4"],
         [*SEED5, "--models", "ring"],
     ),
-    "2d_search": ("bench_2d_search.py", ["--variants"], ["--models", "ring", "--skip-time"]),
+    # part 2 (2D firing pin) is recorded by the 2d_firing_pin entries
+    "2d_search": (
+        "bench_2d_search.py",
+        ["--variants", "--skip-firing-pin"],
+        ["--models", "ring", "--skip-time", "--skip-firing-pin"],
+    ),
     "2d_firing_pin": (
         "bench_2d_search.py",
         [*FP2D, "--name", "2d_fp_committed"],
@@ -132,7 +137,6 @@ ORDER = [
     "prefilter_bands",
     "2d_search_prefilter",
     "2d_search_lighting",
-    "2d_search_firing_pin",
     "2d_search_time",
     "2d_fp_committed_firing_pin",
     "2d_fp_seed2025_firing_pin",

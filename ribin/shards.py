@@ -547,7 +547,7 @@ def run_search(
             for region, matches in per_region.items()
         }
         provenance = _provenance(
-            store, p.exhibit, p.stored, params, cmc_params, calibration, network
+            store, p.exhibit, p.stored, params, cmc_params, calibration, network, filters.modality
         )
         provenance.update(shard_provenance)
         if len(prepared) > 1:
@@ -719,6 +719,7 @@ def _provenance(
     cmc_params: Mapping[str, CMCParams],
     calibration: Mapping[str, Calibration] | None,
     network: Network,
+    modality: str | None = None,
 ) -> dict[str, Any]:
     return {
         "software_version": __version__,
@@ -731,7 +732,7 @@ def _provenance(
         "prefilter_version": prefilter.FEATURE_VERSION,
         "search_params": asdict(params),
         "cmc_params": {k: asdict(v) for k, v in cmc_params.items()},
-        **_cmc_params_2d(exhibit, cmc_params),
+        **_cmc_params_2d(exhibit, cmc_params, modality),
         "calibration": {k: m.source for k, m in (calibration or {}).items()},
         "combination": "ranked by the sum of region scores; log_lr: sum of the calibrated "
         "regions' log10 LRs (regions taken as independent)",
@@ -739,11 +740,14 @@ def _provenance(
     }
 
 
-def _cmc_params_2d(exhibit: Exhibit, cmc_params: Mapping[str, CMCParams]) -> dict[str, Any]:
+def _cmc_params_2d(
+    exhibit: Exhibit, cmc_params: Mapping[str, CMCParams], modality: str | None = None
+) -> dict[str, Any]:
     """A 2D query's comparisons with 2D exhibits: the parameters they used, where these
-    differ from ``cmc_params`` (:func:`ribin.compare.effective_params`)."""
+    differ from ``cmc_params`` (:func:`ribin.compare.effective_params`). ``modality``: the
+    candidates' (a search's modality filter; default the query's own)."""
     used = {
-        k: effective_params(k, sig.modality, "2d", cmc_params.get(k))
+        k: effective_params(k, sig.modality, modality or sig.modality, cmc_params.get(k))
         for k, sig in exhibit.signatures().items()
         if sig.modality == "2d"
     }

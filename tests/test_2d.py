@@ -230,10 +230,14 @@ def test_a_2d_search_records_the_2d_comparison_parameters():
     heights = _surface()
     mask = np.isfinite(heights)
     image, _ = render_micrograph(heights, 6.25, "ring", np.random.default_rng(2))
-    recorded = _cmc_params_2d(extract(_casing(image, mask)), DEFAULT_PARAMS)
+    exhibit = extract(_casing(image, mask))
+    recorded = _cmc_params_2d(exhibit, DEFAULT_PARAMS)
     assert recorded["cmc_params_2d"]["breech_face"]["corr_min"] == (
         DEFAULT_PARAMS_2D["breech_face"].corr_min
     )
+    assert _cmc_params_2d(exhibit, DEFAULT_PARAMS, "2d") == recorded
+    # searched against 3D exhibits (a modality filter): the 3D parameters, nothing to record
+    assert _cmc_params_2d(exhibit, DEFAULT_PARAMS, "3d") == {}
     assert DEFAULT_PARAMS_2D["breech_face"].corr_min < DEFAULT_PARAMS["breech_face"].corr_min
     measured = Casing(surface=heights, modality="3d", pixel_size_um=6.25, mask=mask, source="s")
     assert _cmc_params_2d(extract(measured), DEFAULT_PARAMS) == {}

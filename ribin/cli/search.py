@@ -33,7 +33,11 @@ from ribin.cli._options import (
     help="Network file (default: the example shipped with RIBIN).",
 )
 @click.option("--filter-caliber", help="Only candidates of this caliber.")
-@click.option("--modality", type=click.Choice(["3d", "2d"]), help="Default: the query's.")
+@click.option(
+    "--modality",
+    type=click.Choice(["3d", "2d"]),
+    help="Default: the query's (the other: not validated; scores only, no LR).",
+)
 @click.option("--role", type=click.Choice(["known", "questioned", "other"]))
 @click.option("--from", "date_from", help="Acquired on or after (ISO 8601).")
 @click.option("--to", "date_to", help="Acquired on or before (ISO 8601).")
