@@ -90,6 +90,21 @@ def rendered(
     )
 
 
+def parse_fix(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, float]:
+    """``--fix NAME=VALUE`` items as lighting parameters held (a usage error otherwise)."""
+    fix: dict[str, float] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            fix[key] = float(value)
+        except ValueError:
+            parser.error(f"bad --fix {item!r}: NAME=VALUE expected")
+    held = set(fix) - set(LIGHTING_PARAMETERS)
+    if held:
+        parser.error(f"unknown lighting parameters {sorted(held)}; of {LIGHTING_PARAMETERS}")
+    return fix
+
+
 #: Rotation sweeps: the default full circle, or -30..30 degrees (the Fadul scans and their
 #: renderings share one orientation; 2-3 times faster, for comparing 2D methods).
 SWEEPS = {"full": {}, "aligned": {"angle_range_deg": (-30.0, 30.0)}}
@@ -247,16 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         help="hold one lighting parameter in every rendering (repeatable)",
     )
     args = parser.parse_args(argv)
-    fix: dict[str, float] = {}
-    for item in args.fix:
-        key, _, value = item.partition("=")
-        try:
-            fix[key] = float(value)
-        except ValueError:
-            parser.error(f"bad --fix {item!r}: NAME=VALUE expected")
-    held = set(fix) - set(LIGHTING_PARAMETERS)
-    if held:
-        parser.error(f"unknown lighting parameters {sorted(held)}; of {LIGHTING_PARAMETERS}")
+    fix = parse_fix(parser, args.fix)
     models = [m for m in args.models.split(",") if m]
     # (label, method, threshold) per requested 2D method.
     methods: list[tuple[str, str, float | None]] = []

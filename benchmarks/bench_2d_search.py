@@ -74,7 +74,7 @@ from scipy import ndimage, special
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import FADUL_DIR, REPO, all_pairs, equal_error_rate, machine, roc_auc
-from bench_2d_real import fadul_casings, rendered
+from bench_2d_real import fadul_casings, parse_fix, rendered
 from results import record
 
 from ribin import prefilter
@@ -730,8 +730,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="do not compare every 2D pair (the reference of what a shortlist must keep)",
     )
+    parser.add_argument(
+        "--fix",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="hold one lighting parameter in every Fadul rendering (repeatable; as in "
+        "bench_2d_real.py): what a lighting protocol would buy",
+    )
     parser.add_argument("--name", default="2d_search", help="stem of the recorded tables")
     args = parser.parse_args(argv)
+    args.fix = parse_fix(parser, args.fix)
     models = [m for m in args.models.split(",") if m]
     if bad := [m for m in models if m not in LIGHTING_MODELS]:
         parser.error(f"unknown lighting models {bad}")
@@ -754,6 +763,8 @@ def _run(args: argparse.Namespace, models: list[str], folder: Path, set_name: st
     """The benchmark's parts on the synthetic set in ``folder`` (named ``set_name``)."""
     variants = list(FEATURES) if args.variants else ["stored"]
     print(f"machine: {machine()}; 2D method {args.illumination}; load {os.getloadavg()[0]:.1f}")
+    if args.fix:
+        print(f"Fadul renderings with lighting held: {args.fix}")
     print(f"synthetic set: {set_name}")
 
     table: list[list] = []
@@ -831,7 +842,7 @@ def _run(args: argparse.Namespace, models: list[str], folder: Path, set_name: st
                 continue
             shots[model], lights[model] = [], []
             for i, casing in enumerate(casings):
-                shot, light = rendered(casing, model, (args.seed, model_index, i))
+                shot, light = rendered(casing, model, (args.seed, model_index, i), fix=args.fix)
                 shots[model].append(extract(shot, illumination=args.illumination).breech_face)
                 lights[model].append(light)
         everything = [s for model in shots for s in shots[model]]
@@ -909,10 +920,11 @@ def _run(args: argparse.Namespace, models: list[str], folder: Path, set_name: st
         f"the ones whose expected prefilter rank at {BIG} is beyond the default shortlist "
         f"(K = {K_DEFAULT} per region), with the worst expected prefilter rank among them."
     )
+    held = ", Fadul lighting held" if args.fix else ""
     if table:
         record(
             f"{args.name}_prefilter",
-            "2D prefilter: rank of every true match among all candidates (3D beside it)",
+            "2D prefilter: rank of every true match among all candidates (3D beside it)" + held,
             [
                 "set / region",
                 "features",
@@ -926,7 +938,9 @@ def _run(args: argparse.Namespace, models: list[str], folder: Path, set_name: st
                 "of those dropped by K = 10 (worst expected rank)",
             ],
             table,
-            f"2D method {args.illumination}. 'stored': the vectors a store holds for every "
+            f"2D method {args.illumination}"
+            + (f"; Fadul lighting held: {args.fix}" if args.fix else "")
+            + ". 'stored': the vectors a store holds for every "
             "signature (ribin.prefilter.features); the others: 2D variants tried "
             "(bench_2d_search.py; docs/method.md, '2D prefilter'). Fadul 2d: the 19 scans "
             "rendered per lighting model, lighting varied per shot; 'pooled lights': a query "
@@ -939,7 +953,7 @@ def _run(args: argparse.Namespace, models: list[str], folder: Path, set_name: st
     if lighting_rows:
         record(
             f"{args.name}_lighting",
-            "2D prefilter variants: one Fadul scan under two lights (z against non-matches)",
+            "2D prefilter variants: one Fadul scan under two lights (z against non-matches)" + held,
             lighting_columns,
             lighting_rows,
             "Each of the 19 Fadul scans: its vector under one light (or measured in 3D, same "

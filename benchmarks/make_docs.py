@@ -45,6 +45,13 @@ LOGSMOOTH_R025 += ["--name", "2d_real_logsmooth_r025"]
 #: firing pin"), on the committed synthetic set and on a held-out one (seed 2025)
 FP2D = ["--skip-prefilter", "--skip-fadul", "--skip-time", "--skip-exhaustive"]
 
+#: 2D prefilter under a lighting protocol: every Fadul rendering with the same lighting (only
+#: albedo and noise drawn), what a laboratory's fixed microscope settings would at best give
+PROTOCOL = ["--skip-time", "--skip-firing-pin"]
+PROTOCOL += [f"--fix={k}" for k in ("azimuth_deg=0", "tilt_deg=0", "defocus_um=0", "exposure=1")]
+PROTOCOL += [f"--fix={k}" for k in ("gloss_deg=10", "uneven=0.1", "read_noise=0.005")]
+RING_OBLIQUE = ["--models", "ring,oblique", "--fix=elevation_deg=28"]
+
 #: name -> (script, arguments of the full run, arguments of a quick run)
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "extraction": ("bench_extraction.py", [], ["--shots", "1", "--repeat", "1"]),
@@ -98,6 +105,16 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
         [*FP2D, "--synthetic-seed", "2025", "--name", "2d_fp_seed2025"],
         [*FP2D, "--synthetic-seed", "2025", "--name", "2d_fp_seed2025"],
     ),
+    "2d_protocol_ring_oblique": (
+        "bench_2d_search.py",
+        [*PROTOCOL, *RING_OBLIQUE, "--name", "2d_protocol_ring_oblique"],
+        [*PROTOCOL, *RING_OBLIQUE, "--skip-exhaustive", "--name", "2d_protocol_ring_oblique"],
+    ),
+    "2d_protocol_coaxial": (
+        "bench_2d_search.py",
+        [*PROTOCOL, "--models", "coaxial", "--name", "2d_protocol_coaxial"],
+        [*PROTOCOL, "--models", "coaxial", "--skip-exhaustive", "--name", "2d_protocol_coaxial"],
+    ),
     "extraction_glare": (
         "bench_extraction.py",
         [*GLARE, "--skip-timing"],
@@ -137,6 +154,8 @@ ORDER = [
     "prefilter_bands",
     "2d_search_prefilter",
     "2d_search_lighting",
+    "2d_protocol_ring_oblique_prefilter",
+    "2d_protocol_coaxial_prefilter",
     "2d_search_time",
     "2d_fp_committed_firing_pin",
     "2d_fp_seed2025_firing_pin",
