@@ -47,7 +47,7 @@ FP2D = ["--skip-prefilter", "--skip-fadul", "--skip-time", "--skip-exhaustive"]
 
 #: 2D prefilter under a lighting protocol: every Fadul rendering with the same lighting (only
 #: albedo and noise drawn), what a laboratory's fixed microscope settings would at best give
-PROTOCOL = ["--skip-time", "--skip-firing-pin"]
+PROTOCOL = ["--skip-time", "--skip-firing-pin", "--variants"]
 PROTOCOL += [f"--fix={k}" for k in ("azimuth_deg=0", "tilt_deg=0", "defocus_um=0", "exposure=1")]
 PROTOCOL += [f"--fix={k}" for k in ("gloss_deg=10", "uneven=0.1", "read_noise=0.005")]
 RING_OBLIQUE = ["--models", "ring,oblique", "--fix=elevation_deg=28"]
