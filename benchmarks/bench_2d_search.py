@@ -584,12 +584,11 @@ def figures(labels: list, matrix: np.ndarray) -> dict:
         others = [k for k in range(n) if k != q and labels[k] != labels[q]]
         if mates and np.isfinite(row[mates]).any():
             queries += 1
-            hit = bool(row[mates].max() > row[others].max())
-            margins.append(float(row[mates].max() - row[others].max()))
-            hits += hit
-            if not hit:
-                best = others[int(np.argmax(row[others]))]
-                misses.append(f"{q}({labels[q]}) {row[mates].max():.2f}<={row[best]:.2f} {best}")
+            mate, best = row[mates].max(), others[int(np.argmax(row[others]))]
+            margins.append(float(mate - row[best]))
+            hits += bool(mate > row[best])
+            if mate <= row[best]:
+                misses.append(f"{q}({labels[q]}) {mate:.2f}<={row[best]:.2f} {best}")
     return {
         "pairs": len(pairs),
         "matches": int(match.sum()),
